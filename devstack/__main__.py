@@ -1,0 +1,136 @@
+"""Command line: `python -m devstack start|stop [kafka|postgres|prometheus|all]`, `status`,
+`fetch-kafka`, `env`. This module is the composition root: settings from the environment
+are read once here and passed to each server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from collections.abc import Mapping, Sequence
+
+from devstack import DevstackError
+from devstack.kafka import BOOTSTRAP_VARIABLE, KAFKA_VERSION, Kafka, KafkaAddress, fetch
+from devstack.paths import Layout
+from devstack.postgres import DSN_VARIABLE, Dsn, Postgres
+from devstack.processes import Outcome, Server, exclusive
+from devstack.prometheus import INSTALL_HINT, Prometheus
+
+# Start order; stop goes in reverse.
+SERVER_NAMES = ("postgres", "kafka", "prometheus")
+
+
+def build_servers(layout: Layout, environ: Mapping[str, str]) -> dict[str, Server]:
+    return {
+        "postgres": Postgres(layout, Dsn.from_env(environ)),
+        "kafka": Kafka(layout, KafkaAddress.from_env(environ)),
+        "prometheus": Prometheus(layout, environ),
+    }
+
+
+def chosen(targets: Sequence[str]) -> list[str]:
+    if not targets or "all" in targets:
+        return list(SERVER_NAMES)
+    return [name for name in SERVER_NAMES if name in targets]
+
+
+def start(servers: Mapping[str, Server], names: Sequence[str]) -> bool:
+    succeeded = True
+    for name in names:
+        server = servers[name]
+        began = time.monotonic()
+        try:
+            outcome = server.start()
+        except DevstackError as error:
+            print(f"{name}: error: {error}", file=sys.stderr, flush=True)
+            succeeded = False
+            continue
+        if outcome is Outcome.STARTED:
+            print(f"{name} {server.address} (started in {time.monotonic() - began:.1f} s)")
+        elif outcome is Outcome.ALREADY_RUNNING:
+            print(f"{name} already running (pid {server.status().pid}) {server.address}")
+        else:
+            print(f"{name} {INSTALL_HINT}")
+    return succeeded
+
+
+def stop(servers: Mapping[str, Server], names: Sequence[str]) -> bool:
+    succeeded = True
+    for name in reversed(names):
+        try:
+            was_running = servers[name].stop()
+        except DevstackError as error:
+            print(f"{name}: error: {error}", file=sys.stderr, flush=True)
+            succeeded = False
+            continue
+        print(f"{name} {'stopped' if was_running else 'was not running'}")
+    return succeeded
+
+
+def env_lines(environ: Mapping[str, str]) -> list[str]:
+    kafka = KafkaAddress.from_env(environ)
+    dsn = Dsn.from_env(environ)
+    return [
+        f"export {BOOTSTRAP_VARIABLE}={shlex.quote(str(kafka))}",
+        f"export {DSN_VARIABLE}={shlex.quote(dsn.text)}",
+    ]
+
+
+def target(text: str) -> str:
+    if text not in (*SERVER_NAMES, "all"):
+        raise argparse.ArgumentTypeError(f"unknown server {text!r}")
+    return text
+
+
+def parser() -> argparse.ArgumentParser:
+    targets = "|".join((*SERVER_NAMES, "all"))
+    root = argparse.ArgumentParser(
+        prog="scripts/servers",
+        description="Start, stop and report on the local Kafka, PostgreSQL and Prometheus.",
+    )
+    commands = root.add_subparsers(dest="command", required=True)
+    for name, verb in (("start", "start"), ("stop", "stop")):
+        sub = commands.add_parser(name, help=f"{verb} servers (default: all)")
+        # Validated by `type`, not `choices`: argparse rejects an empty `*` list with choices.
+        sub.add_argument("targets", nargs="*", type=target, metavar="{" + targets + "}")
+    commands.add_parser("status", help="one line per server: state, pid, address")
+    commands.add_parser("fetch-kafka", help=f"only download Kafka {KAFKA_VERSION}'s jars")
+    commands.add_parser("env", help="print `export` lines for the servers' addresses")
+    return root
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> int:
+    arguments = parser().parse_args(argv)
+    try:
+        if arguments.command == "env":
+            print("\n".join(env_lines(environ)))
+            return 0
+        layout = Layout.from_env(environ)
+        if arguments.command == "fetch-kafka":
+            with exclusive(layout.lock):
+                downloaded = fetch(layout)
+            state = "downloaded to" if downloaded else "already in"
+            print(f"kafka {KAFKA_VERSION} jars {state} {layout.kafka_lib}")
+            return 0
+        servers = build_servers(layout, environ)
+        if arguments.command == "status":
+            for name in SERVER_NAMES:
+                print(servers[name].status().line())
+            return 0
+        names = chosen(arguments.targets)
+        with exclusive(layout.lock):
+            if arguments.command == "start":
+                succeeded = start(servers, names)
+            else:
+                succeeded = stop(servers, names)
+    except DevstackError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0 if succeeded else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,6 @@
+from services.connector.app import build_app
+from services.connector.settings import ConnectorSettings
+from shared.runtime import serve
+
+settings = ConnectorSettings()
+serve(build_app(settings), settings.host, settings.connector.port)

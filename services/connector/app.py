@@ -1,0 +1,27 @@
+"""Connector: delivers every snapshot's latest version to the national hub, through outages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from shared.runtime import Runtime, build_http_app
+
+from .api import build_api
+from .delivery import Deliverer
+from .handlers import build_router
+from .hub_client import HubAdapter, JsonHub
+from .intake import SnapshotIntake
+from .settings import ConnectorSettings
+
+
+def build_app(settings: ConnectorSettings, hub: HubAdapter | None = None) -> FastAPI:
+    runtime = Runtime("connector", settings, Path(__file__).parent / "migrations")
+    deliverer = Deliverer(runtime, hub or JsonHub(settings.hub), settings.connector)
+    intake = SnapshotIntake(runtime, settings.connector, deliverer)
+    runtime.broker.include_router(build_router(runtime, intake))
+    runtime.background += [deliverer.run, deliverer.reconcile_forever, deliverer.watch_backlog]
+    app = build_http_app(runtime, title="baocao connector")
+    app.include_router(build_api(deliverer, lambda: runtime.pool))
+    return app

@@ -1,0 +1,61 @@
+"""Taking in snapshot versions from aggregates.v1: keep the latest per scope, durably."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from pydantic import ValidationError
+
+from shared import codec, outbox
+from shared.batches import Record
+from shared.contracts import AGGREGATES, NEWEST_RECEIPT_HEADER, AggregateSnapshot
+from shared.runtime import Runtime
+
+from . import store
+from .delivery import Deliverer
+from .settings import ConnectorSection
+from .store import Known
+
+
+def newest_receipt(record: Record) -> datetime | None:
+    for name, value in record.headers or ():
+        if name == NEWEST_RECEIPT_HEADER:
+            try:
+                return datetime.fromisoformat(value.decode())
+            except ValueError:
+                return None
+    return None
+
+
+class SnapshotIntake:
+    def __init__(self, runtime: Runtime, section: ConnectorSection, deliverer: Deliverer) -> None:
+        self._rt = runtime
+        self._levels = set(section.sync_levels)
+        self._deliverer = deliverer
+
+    def synced(self, snapshot: AggregateSnapshot) -> bool:
+        """Only the configured levels go to the hub (by default the province)."""
+        unit = self._rt.catalog.unit(snapshot.unit)
+        return unit is not None and unit.type in self._levels
+
+    async def take(self, records: Sequence[Record]) -> None:
+        known: list[Known] = []
+        dead: list[outbox.OutboxMessage] = []
+        for record in records:
+            try:
+                snapshot = codec.decode(AggregateSnapshot, record.value or b"")
+            except (ValueError, ValidationError) as error:
+                dlq = self._rt.settings.kafka.dlq(AGGREGATES)
+                dead.append(outbox.dead_letter(record, dlq, "deliver", str(error)))
+                self._rt.metrics.dlq_messages.labels(topic=AGGREGATES.name).inc()
+                continue
+            if self.synced(snapshot):
+                known.append(Known(snapshot, newest_receipt(record)))
+        async with self._rt.pool.acquire() as conn, conn.transaction():
+            moved = await store.remember(conn, known)
+            await outbox.write(conn, dead)
+        if dead:
+            self._rt.relay.notify()
+        if moved:
+            self._deliverer.notify()

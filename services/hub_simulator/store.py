@@ -1,0 +1,86 @@
+"""All of the hub simulator's SQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from shared.db import Connection
+
+
+@dataclass(frozen=True)
+class Held:
+    version: int
+    body: dict[str, Any]
+
+
+async def held(conn: Connection, regime: str, period: str, unit: str) -> Held | None:
+    row = await conn.fetchrow(
+        "SELECT version, body FROM aggregates WHERE regime = $1 AND period = $2 AND unit = $3",
+        regime,
+        period,
+        unit,
+    )
+    return Held(row["version"], row["body"]) if row else None
+
+
+async def seen_key(conn: Connection, key: str) -> str | None:
+    """The body hash stored under an idempotency key, if any."""
+    value: str | None = await conn.fetchval(
+        "SELECT body_sha256 FROM received WHERE idempotency_key = $1", key
+    )
+    return value
+
+
+async def store(
+    conn: Connection,
+    regime: str,
+    period: str,
+    unit: str,
+    version: int,
+    body: dict[str, Any],
+    key: str,
+    digest: str,
+    at: datetime,
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO aggregates (regime, period, unit, version, body, stored_at)
+        VALUES ($1, $2, $3, $4, $5, $6)
+        ON CONFLICT (regime, period, unit) DO UPDATE
+            SET version = excluded.version, body = excluded.body, stored_at = excluded.stored_at
+        """,
+        regime,
+        period,
+        unit,
+        version,
+        body,
+        at,
+    )
+    await conn.execute(
+        "INSERT INTO received (regime, period, unit, version, idempotency_key, body_sha256,"
+        " stored_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        regime,
+        period,
+        unit,
+        version,
+        key,
+        digest,
+        at,
+    )
+
+
+async def received_log(conn: Connection, after: int, limit: int) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT id, regime, period, unit, version, stored_at FROM received WHERE id > $1"
+        " ORDER BY id LIMIT $2",
+        after,
+        limit,
+    )
+    return [dict(r) | {"stored_at": r["stored_at"].isoformat()} for r in rows]
+
+
+async def all_held(conn: Connection) -> list[dict[str, Any]]:
+    rows = await conn.fetch("SELECT body FROM aggregates ORDER BY regime, period, unit")
+    return [r["body"] for r in rows]

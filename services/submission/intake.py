@@ -1,0 +1,116 @@
+"""Reading what a local system sent: a report, or a precise account of why it is not one.
+
+Pure: bytes in, a `Report` or an `Unreadable` out. The same function serves the inbound
+topic and `POST /v1/reports`, so both channels refuse exactly the same inputs with exactly
+the same issues (E100 with the field path, E150 for a body over the limit).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared import codec
+from shared.contracts import Issue, Outcome, Report, Status
+from shared.messages import CONTRACT_REASONS_VI, issue
+
+_REPORT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """Input that is not a report: every issue found, and what could be read of it."""
+
+    issues: tuple[Issue, ...]
+    report_id: str | None = None
+    regime: str | None = None
+    period: str | None = None
+    unit: str | None = None
+    revision: int | None = None
+
+    @property
+    def code(self) -> str:
+        return self.issues[0].code
+
+    def outcome(self) -> Outcome | None:
+        """The E100/E150 verdict, when the input names a usable report id to answer to."""
+        if self.report_id is None:
+            return None
+        return Outcome(
+            report_id=self.report_id,
+            regime=self.regime,
+            period=self.period,
+            unit=self.unit,
+            revision=self.revision,
+            status=Status.REJECTED,
+            issues=self.issues,
+        )
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(body)"
+
+
+_VALUE_MEMBERS = ("decimal", "str")  # the members of `Value`, as pydantic names them
+
+
+def contract_issues(error: ValidationError) -> tuple[Issue, ...]:
+    """One E100 per offending field, in the order pydantic found them."""
+    found: dict[str, Issue] = {}
+    for detail in error.errors(include_url=False):
+        loc = detail["loc"]
+        if loc and loc[-1] in _VALUE_MEMBERS:
+            # A value failed both union members: say what a value may be, once.
+            path = field_path(loc[:-1])
+            reason_vi, reason_en = (
+                "phải là số hoặc chuỗi ký tự",
+                "must be a JSON number or a string",
+            )
+        else:
+            path = field_path(loc)
+            reason_vi = CONTRACT_REASONS_VI.get(detail["type"], "không đúng hợp đồng dữ liệu")
+            reason_en = detail["msg"].lower()
+        found.setdefault(path, issue("E100", field=path, reason_vi=reason_vi, reason_en=reason_en))
+    return tuple(found.values())
+
+
+def _glean(document: Any) -> dict[str, Any]:
+    """Identifiers of a document that failed the contract, so the sender can be answered."""
+    if not isinstance(document, dict):
+        return {}
+    found: dict[str, Any] = {}
+    report_id = document.get("report_id")
+    if isinstance(report_id, str) and _REPORT_ID.match(report_id):
+        found["report_id"] = report_id
+    for name in ("regime", "period", "unit"):
+        value = document.get(name)
+        if isinstance(value, str) and 0 < len(value) <= 64:
+            found[name] = value
+    revision = document.get("revision")
+    if isinstance(revision, int) and not isinstance(revision, bool):
+        found["revision"] = revision
+    return found
+
+
+def read_report(raw: bytes, max_bytes: int) -> Report | Unreadable:
+    try:
+        document = codec.loads(raw)
+    except ValueError as error:  # JSONDecodeError, DuplicateKeyError, UnicodeDecodeError
+        if len(raw) > max_bytes:
+            return Unreadable((issue("E150", size=len(raw), limit=max_bytes),))
+        return Unreadable((issue("E100.json", field="(body)", reason_en=str(error)),))
+    if len(raw) > max_bytes:
+        return Unreadable((issue("E150", size=len(raw), limit=max_bytes),), **_glean(document))
+    try:
+        return Report.model_validate(document)
+    except ValidationError as error:
+        return Unreadable(contract_issues(error), **_glean(document))

@@ -1,0 +1,6 @@
+from services.validation.app import build_app
+from services.validation.settings import ValidationSettings
+from shared.runtime import serve
+
+settings = ValidationSettings()
+serve(build_app(settings), settings.host, settings.validation.port)

@@ -1,0 +1,111 @@
+"""All of validation's SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from shared.contracts import LockException, Outcome
+from shared.db import Connection
+
+NaturalKey = tuple[str, str, str]  # regime, period, unit
+
+
+async def decided(conn: Connection, report_ids: Iterable[str]) -> set[str]:
+    rows = await conn.fetch(
+        "SELECT report_id FROM verdicts WHERE report_id = ANY($1::text[])", list(report_ids)
+    )
+    return {r["report_id"] for r in rows}
+
+
+async def latest_revisions(conn: Connection, keys: Iterable[NaturalKey]) -> dict[NaturalKey, int]:
+    keys = list(keys)
+    rows = await conn.fetch(
+        """
+        SELECT l.regime, l.period, l.unit, l.revision
+        FROM latest_accepted l
+        JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(regime, period, unit)
+          USING (regime, period, unit)
+        """,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [k[2] for k in keys],
+    )
+    return {(r["regime"], r["period"], r["unit"]): r["revision"] for r in rows}
+
+
+async def lock_exceptions_until(
+    conn: Connection, keys: Iterable[NaturalKey]
+) -> dict[NaturalKey, datetime]:
+    """The latest expiry among the exceptions opened for each key."""
+    keys = list(keys)
+    rows = await conn.fetch(
+        """
+        SELECT e.regime, e.period, e.unit, max(e.expires_at) AS until
+        FROM lock_exceptions e
+        JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(regime, period, unit)
+          USING (regime, period, unit)
+        GROUP BY e.regime, e.period, e.unit
+        """,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [k[2] for k in keys],
+    )
+    return {(r["regime"], r["period"], r["unit"]): r["until"] for r in rows}
+
+
+async def save(
+    conn: Connection,
+    outcomes: Sequence[Outcome],
+    decided_at: datetime,
+    accepted: dict[NaturalKey, tuple[int, str]],
+    exceptions: Sequence[LockException],
+) -> None:
+    if outcomes:
+        await conn.execute(
+            """
+            INSERT INTO verdicts
+                (report_id, regime, period, unit, revision, status, outcome, decided_at)
+            SELECT r, g, p, u, v, s, o, $8
+            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[],
+                        $7::jsonb[]) AS t(r, g, p, u, v, s, o)
+            ON CONFLICT (report_id) DO NOTHING
+            """,
+            [o.report_id for o in outcomes],
+            [o.regime for o in outcomes],
+            [o.period for o in outcomes],
+            [o.unit for o in outcomes],
+            [o.revision for o in outcomes],
+            [o.status.value for o in outcomes],
+            [o.model_dump(mode="json", by_alias=True) for o in outcomes],
+            decided_at,
+        )
+    if accepted:
+        keys = list(accepted)
+        await conn.execute(
+            """
+            INSERT INTO latest_accepted (regime, period, unit, revision, report_id)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[])
+            ON CONFLICT (regime, period, unit) DO UPDATE
+                SET revision = excluded.revision, report_id = excluded.report_id
+                WHERE latest_accepted.revision < excluded.revision
+            """,
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [k[2] for k in keys],
+            [accepted[k][0] for k in keys],
+            [accepted[k][1] for k in keys],
+        )
+    if exceptions:
+        await conn.executemany(
+            """
+            INSERT INTO lock_exceptions
+                (regime, period, unit, expires_at, reason, opened_by, opened_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            ON CONFLICT DO NOTHING
+            """,
+            [
+                (e.regime, e.period, e.unit, e.expires_at, e.reason, e.opened_by, e.opened_at)
+                for e in exceptions
+            ],
+        )

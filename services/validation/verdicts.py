@@ -1,0 +1,177 @@
+"""Judging a batch of received reports and recording every verdict, exactly once.
+
+Reports of one (regime, period) arrive on one partition in the order submission stored
+them, interleaved with operators' lock exceptions for that period, so a batch is judged
+in offset order against state loaded once per batch and updated as it goes (revision 2
+after revision 1 in the same batch is judged against revision 1). Verdicts, the latest
+accepted revisions and the outbox messages are committed in one transaction; a report id
+already judged is a redelivery and is skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pydantic import ValidationError
+
+from shared import codec, outbox
+from shared.batches import Record
+from shared.contracts import (
+    ACCEPTED,
+    OUTCOMES,
+    RECEIVED,
+    AcceptedReport,
+    LockException,
+    Outcome,
+    ReceivedReport,
+    Status,
+    Timeliness,
+    regime_period_key,
+)
+from shared.logging import get_logger
+from shared.outbox import OutboxMessage
+from shared.runtime import Runtime
+
+from . import store
+from .rules import Facts, RuleBook, Verdict, validate
+from .store import NaturalKey
+
+log = get_logger(__name__)
+
+
+@dataclass
+class _Batch:
+    """What one batch decided, to be written in one transaction."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    accepted: dict[NaturalKey, tuple[int, str]] = field(default_factory=dict)
+    exceptions: list[LockException] = field(default_factory=list)
+    messages: list[OutboxMessage] = field(default_factory=list)
+
+
+def _parse(record: Record) -> ReceivedReport | LockException:
+    document = codec.loads(record.value or b"")
+    if isinstance(document, dict) and document.get("schema") == "baocao.lock_exception.v1":
+        return LockException.model_validate(document)
+    return ReceivedReport.model_validate(document)
+
+
+class VerdictStage:
+    def __init__(self, runtime: Runtime) -> None:
+        self._rt = runtime
+        self._book = RuleBook(runtime.catalog)
+        self._regimes = set(runtime.catalog.regime_codes)
+
+    async def judge(self, records: Sequence[Record]) -> None:
+        batch = _Batch()
+        items: list[ReceivedReport | LockException] = []
+        for record in records:
+            try:
+                items.append(_parse(record))
+            except (ValueError, ValidationError) as error:
+                dlq = self._rt.settings.kafka.dlq(RECEIVED)
+                batch.messages.append(outbox.dead_letter(record, dlq, "validate", str(error)))
+                self._rt.metrics.dlq_messages.labels(topic=RECEIVED.name).inc()
+        reports = [i for i in items if isinstance(i, ReceivedReport)]
+        keys = {_key(i) for i in items}
+        async with self._rt.pool.acquire() as conn, conn.transaction():
+            seen = await store.decided(conn, [r.report.report_id for r in reports])
+            latest = await store.latest_revisions(conn, keys)
+            until = await store.lock_exceptions_until(conn, keys)
+            for item in items:
+                if isinstance(item, LockException):
+                    batch.exceptions.append(item)
+                    until[_key(item)] = max(item.expires_at, until.get(_key(item), item.expires_at))
+                elif item.report.report_id not in seen:
+                    seen.add(item.report.report_id)
+                    self._judge(item, latest, until, batch)
+            await store.save(
+                conn, batch.outcomes, self._rt.clock.now(), batch.accepted, batch.exceptions
+            )
+            await outbox.write(conn, batch.messages)
+        self._rt.relay.notify()
+        self._count(batch)
+
+    def _judge(
+        self,
+        received: ReceivedReport,
+        latest: dict[NaturalKey, int],
+        until: dict[NaturalKey, datetime],
+        batch: _Batch,
+    ) -> None:
+        report, key = received.report, _key(received)
+        facts = Facts(latest.get(key), until.get(key))
+        verdict = validate(report, received.received_at, self._book, facts)
+        outcome = _outcome(received, verdict)
+        batch.outcomes.append(outcome)
+        batch.messages.append(
+            OutboxMessage(self._rt.topic(OUTCOMES), report.unit.encode(), codec.dumps(outcome))
+        )
+        if verdict.status is Status.ACCEPTED:
+            assert verdict.regime is not None
+            assert verdict.timeliness is not None
+            latest[key] = report.revision
+            batch.accepted[key] = (report.revision, report.report_id)
+            accepted = AcceptedReport(
+                report_id=report.report_id,
+                regime=report.regime,
+                regime_version=verdict.regime.version,
+                period=report.period,
+                unit=report.unit,
+                revision=report.revision,
+                values=report.values,
+                received_at=received.received_at,
+                timeliness=verdict.timeliness,
+            )
+            batch.messages.append(
+                OutboxMessage(
+                    self._rt.topic(ACCEPTED),
+                    regime_period_key(report.regime, report.period),
+                    codec.dumps(accepted),
+                )
+            )
+        else:
+            log.info(
+                "report_rejected",
+                report_id=report.report_id,
+                regime=report.regime,
+                period=report.period,
+                unit=report.unit,
+                codes=sorted({i.code for i in verdict.issues}),
+            )
+
+    def _count(self, batch: _Batch) -> None:
+        metrics = self._rt.metrics
+        for outcome in batch.outcomes:
+            regime = outcome.regime if outcome.regime in self._regimes else "unknown"
+            metrics.verdicts.labels(regime=regime, status=outcome.status.value).inc()
+            for found in outcome.issues:
+                metrics.rejection_issues.labels(
+                    regime=regime, code=found.code, severity=found.severity.value
+                ).inc()
+            if outcome.status is Status.ACCEPTED and outcome.timeliness is Timeliness.LATE:
+                metrics.late_reports.labels(regime=regime).inc()
+
+
+def _key(item: ReceivedReport | LockException) -> NaturalKey:
+    if isinstance(item, LockException):
+        return (item.regime, item.period, item.unit)
+    return (item.report.regime, item.report.period, item.report.unit)
+
+
+def _outcome(received: ReceivedReport, verdict: Verdict) -> Outcome:
+    report = received.report
+    return Outcome(
+        report_id=report.report_id,
+        regime=report.regime,
+        period=report.period,
+        unit=report.unit,
+        revision=report.revision,
+        status=verdict.status,
+        timeliness=verdict.timeliness,
+        received_at=received.received_at,
+        deadline=verdict.deadline,
+        issues=verdict.issues,
+    )

@@ -1,0 +1,105 @@
+"""Consuming a Kafka batch so that nothing is lost and no partition gets stuck.
+
+Subscribers read batches with `AckPolicy.MANUAL`: the offsets are committed only after the
+batch's effects are committed in PostgreSQL. A batch that fails is rewound (`nack` seeks
+every partition of the batch back) and redelivered after a back-off. A batch that keeps
+failing is split: each record is retried alone and the one that still fails is sent to the
+dead-letter topic, so one poison record cannot block its partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeAlias
+
+from aiokafka.errors import CommitFailedError, KafkaError
+from faststream.kafka.message import KafkaMessage
+
+from shared.logging import get_logger
+from shared.observability.metrics import Metrics
+
+log = get_logger(__name__)
+
+# aiokafka ships no type information: a record is typed loosely on purpose.
+Record: TypeAlias = Any
+Process = Callable[[Sequence[Record]], Awaitable[None]]
+DeadLetter = Callable[[Record, str], Awaitable[None]]
+
+ISOLATE_AFTER_FAILURES = 3
+
+
+def records_of(msg: KafkaMessage) -> tuple[Record, ...]:
+    raw = msg.raw_message
+    return raw if isinstance(raw, tuple) else (raw,)
+
+
+class BatchConsumer:
+    """Runs one stage's processing over batches, with commit, rewind and poison isolation."""
+
+    def __init__(
+        self, stage: str, process: Process, dead_letter: DeadLetter, metrics: Metrics
+    ) -> None:
+        self.stage = stage
+        self._process = process
+        self._dead_letter = dead_letter
+        self._metrics = metrics
+        self._failed_batch: tuple[tuple[str, int, int], ...] | None = None
+        self._failures = 0
+
+    async def __call__(self, msg: KafkaMessage) -> None:
+        records = records_of(msg)
+        if not records:
+            return
+        self._metrics.stage_received.labels(stage=self.stage).inc(len(records))
+        started = time.perf_counter()
+        identity = tuple((r.topic, r.partition, r.offset) for r in records)
+        try:
+            if identity == self._failed_batch and self._failures >= ISOLATE_AFTER_FAILURES:
+                await self._isolate(records)
+            else:
+                await self._process(records)
+        except Exception as error:
+            self._failures = self._failures + 1 if identity == self._failed_batch else 1
+            self._failed_batch = identity
+            self._metrics.stage_failures.labels(stage=self.stage).inc()
+            log.exception(
+                "batch_failed",
+                stage=self.stage,
+                records=len(records),
+                failures=self._failures,
+                error=str(error),
+            )
+            # Back off before the redelivery so a database outage is not a busy loop.
+            await asyncio.sleep(min(5.0, 0.2 * 2 ** (self._failures - 1)))
+            await msg.nack()
+            return
+        self._failed_batch, self._failures = None, 0
+        self._metrics.stage_duration.labels(stage=self.stage).observe(time.perf_counter() - started)
+        await commit(msg, self.stage)
+
+    async def _isolate(self, records: Sequence[Record]) -> None:
+        for record in records:
+            try:
+                await self._process([record])
+            except Exception as error:
+                log.exception(
+                    "record_dead_lettered",
+                    stage=self.stage,
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                )
+                await self._dead_letter(record, f"{type(error).__name__}: {error}")
+                self._metrics.stage_processed.labels(
+                    stage=self.stage, outcome="dead_lettered"
+                ).inc()
+
+
+async def commit(msg: KafkaMessage, stage: str) -> None:
+    """Commit the batch's offsets; a rebalance in between only means a harmless redelivery."""
+    try:
+        await msg.ack()
+    except (CommitFailedError, KafkaError) as error:
+        log.warning("commit_failed", stage=stage, error=str(error))

@@ -1,0 +1,178 @@
+"""Every domain metric of baocao, declared once, built against an injected registry.
+
+Names start `baocao_`, use base units (seconds, ratios) and bounded labels only: stage,
+regime (catalog codes or `unknown`), code, status, outcome, channel, topic, group,
+partition. Never ids. Dashboards and alert rules in `deploy/` may only use names that
+exist here (a test checks it). Transport metrics (`faststream_*`) come from faststream's
+Prometheus middleware.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Receipt to snapshot and to hub acknowledgement: from tens of milliseconds to an outage.
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+
+class Metrics:
+    """The metrics one service process exports."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        # Per pipeline stage (ingest, validate, aggregate, deliver, ...).
+        self.stage_received = Counter(
+            "baocao_stage_messages_received_total",
+            "Messages a stage took in.",
+            ["stage"],
+            registry=registry,
+        )
+        self.stage_processed = Counter(
+            "baocao_stage_messages_processed_total",
+            "Messages a stage finished, by outcome (ok, dead_lettered, skipped).",
+            ["stage", "outcome"],
+            registry=registry,
+        )
+        self.stage_failures = Counter(
+            "baocao_stage_batch_failures_total",
+            "Batches a stage failed to process and left for redelivery.",
+            ["stage"],
+            registry=registry,
+        )
+        self.stage_duration = Histogram(
+            "baocao_stage_batch_duration_seconds",
+            "Time to process one batch, database commit included.",
+            ["stage"],
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        # Reports.
+        self.reports_received = Counter(
+            "baocao_reports_received_total",
+            "Reports submission stored (duplicates excluded), by regime and channel.",
+            ["regime", "channel"],
+            registry=registry,
+        )
+        self.reports_malformed = Counter(
+            "baocao_reports_malformed_total",
+            "Inputs that were not a report (E100/E150), by channel.",
+            ["channel", "code"],
+            registry=registry,
+        )
+        self.verdicts = Counter(
+            "baocao_report_verdicts_total",
+            "Verdicts, by regime and status (accepted, rejected).",
+            ["regime", "status"],
+            registry=registry,
+        )
+        self.rejection_issues = Counter(
+            "baocao_report_issues_total",
+            "Issues found in reports, by regime, code and severity.",
+            ["regime", "code", "severity"],
+            registry=registry,
+        )
+        self.late_reports = Counter(
+            "baocao_reports_late_total",
+            "Accepted reports that arrived after the unit_to_province deadline.",
+            ["regime"],
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "baocao_reports_duplicate_total",
+            "Reports sent again with a report_id already received.",
+            ["channel"],
+            registry=registry,
+        )
+        self.dlq_messages = Counter(
+            "baocao_dlq_messages_total",
+            "Messages sent to a dead-letter topic, by source topic.",
+            ["topic"],
+            registry=registry,
+        )
+        # Aggregation and hub.
+        self.snapshots_emitted = Counter(
+            "baocao_snapshots_emitted_total",
+            "Aggregate snapshot versions emitted.",
+            ["regime"],
+            registry=registry,
+        )
+        self.receipt_to_snapshot = Histogram(
+            "baocao_receipt_to_snapshot_seconds",
+            "From a report's received_at to the snapshot that counts it.",
+            ["regime"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.receipt_to_hub = Histogram(
+            "baocao_receipt_to_hub_ack_seconds",
+            "From the received_at of the newest report in a snapshot to the hub's acknowledgement.",
+            ["regime"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.snapshot_to_hub = Histogram(
+            "baocao_hub_sync_lag_seconds",
+            "From a snapshot's computation to the hub's acknowledgement of it.",
+            ["regime"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.hub_deliveries = Counter(
+            "baocao_hub_deliveries_total",
+            "Delivery attempts to the hub, by outcome (stored, unchanged, stale, refused, failed).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.hub_backlog = Gauge(
+            "baocao_hub_delivery_backlog",
+            "Scopes whose latest version the hub has not acknowledged yet.",
+            registry=registry,
+        )
+        self.hub_parked = Gauge(
+            "baocao_hub_parked_scopes",
+            "Scopes parked after the hub refused their snapshot (422).",
+            registry=registry,
+        )
+        self.hub_circuit_open = Gauge(
+            "baocao_hub_circuit_open",
+            "1 while the circuit to the hub is open.",
+            registry=registry,
+        )
+        # Plumbing.
+        self.outbox_backlog = Gauge(
+            "baocao_outbox_backlog",
+            "Messages written to the outbox and not yet acknowledged by Kafka.",
+            registry=registry,
+        )
+        self.outbox_published = Counter(
+            "baocao_outbox_published_total",
+            "Messages relayed from the outbox to Kafka, by topic.",
+            ["topic"],
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "baocao_consumer_lag_messages",
+            "Messages in a partition not yet committed by a consumer group.",
+            ["group", "topic", "partition"],
+            registry=registry,
+        )
+
+
+class HubSimulatorMetrics:
+    """What the national hub simulator exports about the traffic it receives."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "baocao_hubsim_requests_total",
+            "Requests to the simulated hub, by endpoint and HTTP status.",
+            ["endpoint", "status"],
+            registry=registry,
+        )
+        self.stored = Counter(
+            "baocao_hubsim_snapshots_stored_total",
+            "Snapshot versions the simulated hub stored.",
+            ["regime"],
+            registry=registry,
+        )

@@ -1,0 +1,134 @@
+"""The transactional outbox: messages committed with the state, relayed to Kafka after.
+
+A handler writes its new state and the messages announcing it in one PostgreSQL
+transaction, then acknowledges its input. The relay publishes outbox rows in id order,
+gathering the broker's confirmations per batch, and deletes them in the transaction that
+read them. A crash before the delete republishes (consumers are idempotent); nothing
+committed is ever lost. One relay per schema runs at a time (advisory lock), which keeps
+the messages of one key in the order they were committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.batches import Record
+from shared.db import Connection, Pool
+from shared.logging import get_logger
+from shared.observability.metrics import Metrics
+
+log = get_logger(__name__)
+
+Publish = Callable[[str, bytes | None, bytes, dict[str, str]], Awaitable["asyncio.Future[Any]"]]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    topic: str
+    key: bytes | None
+    payload: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def dead_letter(record: Record, dlq_topic: str, stage: str, error: str) -> OutboxMessage:
+    """The raw record, kept byte for byte, with why and where it failed."""
+    return OutboxMessage(
+        topic=dlq_topic,
+        key=record.key,
+        payload=record.value or b"",
+        headers={
+            "dlq.error": error[:2000],
+            "dlq.stage": stage,
+            "dlq.source.topic": record.topic,
+            "dlq.source.partition": str(record.partition),
+            "dlq.source.offset": str(record.offset),
+        },
+    )
+
+
+async def write(conn: Connection, messages: Sequence[OutboxMessage]) -> None:
+    """Insert messages into the outbox; call inside the transaction that changes the state."""
+    if not messages:
+        return
+    await conn.execute(
+        "INSERT INTO outbox (topic, key, payload, headers) "
+        "SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::jsonb[])",
+        [m.topic for m in messages],
+        [m.key for m in messages],
+        [m.payload for m in messages],
+        [dict(m.headers) for m in messages],
+    )
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        pool: Pool,
+        publish: Publish,
+        metrics: Metrics,
+        *,
+        batch_size: int = 1000,
+        idle_s: float = 0.5,
+    ) -> None:
+        self._pool = pool
+        self._publish = publish
+        self._metrics = metrics
+        self._batch_size = batch_size
+        self._idle_s = idle_s
+        self._wake = asyncio.Event()
+
+    def notify(self) -> None:
+        """Something was committed to the outbox: relay now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            self._wake.clear()
+            try:
+                sent = await self.relay_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                log.exception("outbox_relay_failed", failures=failures)
+                await asyncio.sleep(min(5.0, 0.1 * 2**failures))
+                continue
+            failures = 0
+            if sent < self._batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._idle_s)
+
+    async def relay_once(self) -> int:
+        """Publish one batch from the outbox; returns how many messages were sent."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            locked = await conn.fetchval(
+                "SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || '.outbox'))"
+            )
+            if not locked:
+                return 0
+            rows = await conn.fetch(
+                "SELECT id, topic, key, payload, headers FROM outbox ORDER BY id LIMIT $1",
+                self._batch_size,
+            )
+            if not rows:
+                self._metrics.outbox_backlog.set(0)
+                return 0
+            futures = [
+                await self._publish(r["topic"], r["key"], r["payload"], r["headers"]) for r in rows
+            ]
+            await asyncio.gather(*futures)
+            await conn.execute(
+                "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+            )
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[r["topic"]] = counts.get(r["topic"], 0) + 1
+        for topic, n in counts.items():
+            self._metrics.outbox_published.labels(topic=topic).inc(n)
+        self._metrics.outbox_backlog.set(0 if len(rows) < self._batch_size else len(rows))
+        return len(rows)

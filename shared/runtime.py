@@ -1,0 +1,228 @@
+"""What every service process is made of, and its HTTP face.
+
+A service is a Kafka broker with its subscribers, a PostgreSQL pool on its own schema, an
+outbox relay, optional background loops, and an HTTP app serving `/metrics`, `/healthz`,
+`/readyz` and `/asyncapi.json` (plus the service's own routes). Start order matters: the
+database is migrated and the topics exist before the first batch is consumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Response
+from faststream.kafka import KafkaBroker
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram512
+from faststream.specification import AsyncAPI
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from shared import outbox
+from shared.batches import BatchConsumer, Process, Record
+from shared.catalog import Catalog, load_catalog
+from shared.clock import Clock
+from shared.contracts import TopicSpec
+from shared.db import Pool, create_pool, migrate
+from shared.kafka_client import client_options, producer_options
+from shared.logging import configure_logging, get_logger
+from shared.observability.metrics import Metrics
+from shared.outbox import OutboxMessage, OutboxRelay
+from shared.settings import KafkaSettings, ServiceSettings
+from shared.topics import ensure_topics
+
+log = get_logger(__name__)
+
+BackgroundLoop = Callable[[], Coroutine[Any, Any, None]]
+
+
+def broker_security(kafka: KafkaSettings) -> BaseSecurity | None:
+    options = client_options(kafka)
+    ssl_context = options.get("ssl_context")
+    if kafka.security_protocol.startswith("SASL"):
+        user = kafka.sasl_username or ""
+        password = kafka.sasl_password.get_secret_value() if kafka.sasl_password else ""
+        cls = SASLScram512 if kafka.sasl_mechanism == "SCRAM-SHA-512" else SASLPlaintext
+        return cls(user, password, ssl_context=ssl_context, use_ssl=ssl_context is not None)
+    if ssl_context is not None:
+        return BaseSecurity(ssl_context=ssl_context)
+    return None
+
+
+def build_broker(
+    service: str, settings: ServiceSettings, registry: CollectorRegistry
+) -> KafkaBroker:
+    kafka = settings.kafka
+    return KafkaBroker(
+        kafka.bootstrap_servers,
+        security=broker_security(kafka),
+        client_id=f"baocao-{service}",
+        allow_auto_create_topics=False,  # topics are created by `ensure_topics`
+        middlewares=[KafkaPrometheusMiddleware(registry=registry, app_name=f"baocao-{service}")],
+        description=f"baocao {service}",
+        graceful_timeout=30.0,
+        **producer_options(),
+    )
+
+
+@dataclass
+class Runtime:
+    """The parts of one service process, built once by its `app.build_app`."""
+
+    service: str
+    settings: ServiceSettings
+    migrations: Path
+    registry: CollectorRegistry = field(
+        default_factory=lambda: CollectorRegistry(auto_describe=True)
+    )
+    catalog: Catalog = field(init=False)
+    clock: Clock = field(init=False)
+    metrics: Metrics = field(init=False)
+    broker: KafkaBroker = field(init=False)
+    relay: OutboxRelay = field(init=False)
+    background: list[BackgroundLoop] = field(default_factory=list)
+    _pool: Pool | None = None
+    _ready: bool = False
+
+    def __post_init__(self) -> None:
+        self.catalog = load_catalog(self.settings.catalog_dir)
+        self.clock = self.settings.clock()
+        self.metrics = Metrics(self.registry)
+        self.broker = build_broker(self.service, self.settings, self.registry)
+
+    @property
+    def pool(self) -> Pool:
+        if self._pool is None:
+            raise RuntimeError("the service has not started: no database pool yet")
+        return self._pool
+
+    def topic(self, name: Any) -> str:
+        return self.settings.kafka.topic(name)
+
+    def group(self, name: str | None = None) -> str:
+        return self.settings.kafka.group(name or self.service)
+
+    async def publish(
+        self, topic: str, key: bytes | None, payload: bytes, headers: dict[str, str]
+    ) -> asyncio.Future[Any]:
+        """Send without waiting for the broker; the caller gathers the futures of a batch."""
+        future: asyncio.Future[Any] = await self.broker.publish(
+            payload,
+            topic,
+            key=key,
+            headers={"content-type": "application/json", **headers},
+            no_confirm=True,
+        )
+        return future
+
+    async def publish_now(self, message: OutboxMessage) -> None:
+        await (
+            await self.publish(message.topic, message.key, message.payload, dict(message.headers))
+        )
+
+    def batch_consumer(self, stage: str, source: TopicSpec, process: Process) -> BatchConsumer:
+        """Runs `process` over batches of `source`; a poison record goes to its `.dlq`."""
+
+        async def dead_letter(record: Record, error: str) -> None:
+            message = outbox.dead_letter(record, self.settings.kafka.dlq(source), stage, error)
+            async with self.pool.acquire() as conn:
+                await outbox.write(conn, [message])
+            self.metrics.dlq_messages.labels(topic=source.name).inc()
+            self.relay.notify()
+
+        return BatchConsumer(stage, process, dead_letter, self.metrics)
+
+    async def start(self) -> None:
+        settings = self.settings
+        self._pool = await create_pool(
+            settings.postgres, settings.postgres.schema_name(self.service)
+        )
+        await migrate(self._pool, self.migrations)
+        await ensure_topics(settings.kafka)
+        self.relay = OutboxRelay(self._pool, self.publish, self.metrics)
+        await self.broker.start()
+        self._ready = True
+
+    async def stop(self) -> None:
+        self._ready = False
+        await self.broker.stop()
+        if self._pool is not None:
+            await self._pool.close()
+
+    async def ready(self) -> bool:
+        if not self._ready or self._pool is None:
+            return False
+        try:
+            await asyncio.wait_for(self._pool.fetchval("SELECT 1"), 2.0)
+        except Exception:
+            return False
+        return await self.broker.ping(timeout=2.0)
+
+
+def build_http_app(
+    runtime: Runtime,
+    *,
+    title: str,
+    on_started: Callable[[], Awaitable[None]] | None = None,
+) -> FastAPI:
+    """The service's HTTP app; its lifespan starts and stops everything in order."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        settings = runtime.settings
+        configure_logging(
+            runtime.service, settings.log_level, settings.log_format, settings.instance
+        )
+        await runtime.start()
+        if on_started is not None:
+            await on_started()
+        tasks = [asyncio.create_task(runtime.relay.run(), name="outbox-relay")]
+        tasks += [
+            asyncio.create_task(loop(), name=getattr(loop, "__name__", "loop"))
+            for loop in runtime.background
+        ]
+        log.info("service_started", http=f"{settings.host}")
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await runtime.stop()
+            log.info("service_stopped")
+
+    app = FastAPI(title=title, lifespan=lifespan)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": runtime.service}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(response: Response) -> dict[str, str]:
+        ready = await runtime.ready()
+        response.status_code = 200 if ready else 503
+        return {"status": "ready" if ready else "not_ready", "service": runtime.service}
+
+    @app.get("/asyncapi.json", include_in_schema=False)
+    async def asyncapi() -> Response:
+        spec = AsyncAPI(runtime.broker, title=f"baocao {runtime.service}", version="1.0.0")
+        return Response(spec.to_specification().to_json(), media_type="application/json")
+
+    return app
+
+
+def serve(app: FastAPI, host: str, port: int) -> None:
+    """Run until SIGINT/SIGTERM; the lifespan drains the broker and closes the pool."""
+    config = uvicorn.Config(
+        app, host=host, port=port, log_config=None, lifespan="on", timeout_graceful_shutdown=30
+    )
+    uvicorn.Server(config).run()

@@ -1,0 +1,105 @@
+"""Typed settings, read once from the environment (`BAOCAO_` prefix, `__` for nesting).
+
+Defaults are the local run's: every server on loopback. Each service subclasses
+`ServiceSettings` with one section of its own, e.g. `BAOCAO_SUBMISSION__PORT=8001`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.clock import Clock, clock_from
+from shared.contracts import TopicSpec
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    namespace: str = Field(
+        default="",
+        description="Prefix of every topic and consumer group; tests isolate runs with it.",
+    )
+    partitions: int = Field(default=12, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    min_insync_replicas: int | None = Field(default=None, ge=1)
+    dlq_partitions: int = Field(default=3, ge=1)
+    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-512", "PLAIN"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    batch_max_records: int = Field(default=500, ge=1)
+    batch_timeout_ms: int = Field(default=20, ge=1)
+    max_poll_interval_ms: int = Field(default=300_000, ge=10_000)
+    session_timeout_ms: int = Field(default=10_000, ge=1_000)
+
+    def topic(self, spec: TopicSpec | str) -> str:
+        name = spec if isinstance(spec, str) else spec.name
+        return f"{self.namespace}{name}"
+
+    def dlq(self, spec: TopicSpec) -> str:
+        return self.topic(spec.dlq)
+
+    def group(self, name: str) -> str:
+        return f"{self.namespace}baocao.{name}"
+
+
+class PostgresSettings(_Section):
+    dsn: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/baocao")
+    schema_prefix: str = Field(
+        default="", description="Prefix of every service's schema; tests isolate runs with it."
+    )
+    pool_min_size: int = Field(default=1, ge=1)
+    pool_max_size: int = Field(default=10, ge=1)
+
+    def schema_name(self, service: str) -> str:
+        return f"{self.schema_prefix}{service}"
+
+
+class HubSettings(_Section):
+    """The national hub (Hệ thống thông tin báo cáo Chính phủ), or its simulator."""
+
+    url: str = "http://127.0.0.1:8010"
+    client_id: str = "baocao-tb"
+    client_secret: SecretStr = SecretStr("local-development-secret")
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class ServiceSettings(BaseSettings):
+    """What every service reads; defaults are the local run's."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BAOCAO_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="ignore",
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    postgres: PostgresSettings = PostgresSettings()
+    now: AwareDatetime | None = Field(
+        default=None,
+        description="Start the clock at this instant (ISO 8601 with offset); unset in production.",
+    )
+    now_anchor: float | None = Field(
+        default=None,
+        description="Real epoch second at which the clock reads `now`; one value per run keeps "
+        "every service's clock in step. Defaults to the process start.",
+    )
+    catalog_dir: Path = REPO_ROOT / "catalog"
+    host: str = "127.0.0.1"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    instance: str = Field(default="", description="Instance name in logs; defaults to the pid.")
+
+    def clock(self) -> Clock:
+        return clock_from(self.now, self.now_anchor)
