@@ -1,0 +1,137 @@
+"""Submission against real Kafka and PostgreSQL: stores, forwards, dedups, refuses clearly."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+
+from services.submission.app import build_app
+from services.submission.settings import SubmissionSettings
+from shared import codec
+from shared.contracts import INBOUND, OUTCOMES, RECEIVED, Outcome, ReceivedReport, Status
+from tests import factories
+from tests.harness import TopicReader, eventually, produce, running, service_settings
+
+NOW = datetime.fromisoformat("2026-03-16T10:00:00+07:00")
+
+
+def settings(namespace: str, kafka_bootstrap: str, postgres_dsn: str) -> SubmissionSettings:
+    return service_settings(SubmissionSettings, namespace, kafka_bootstrap, postgres_dsn, now=NOW)
+
+
+async def test_a_report_sent_on_kafka_is_stored_and_forwarded_once_with_received_at(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    config = settings(namespace, kafka_bootstrap, postgres_dsn)
+    report = factories.report()
+    async with running(build_app(config)):
+        raw = codec.dumps(report)
+        await produce(kafka_bootstrap, config.kafka.topic(INBOUND), [(b"any", raw), (None, raw)])
+        async with TopicReader(kafka_bootstrap, config.kafka.topic(RECEIVED)) as received:
+            records = await received.until(1)
+    forwarded = codec.decode(ReceivedReport, records[0].value)
+    assert forwarded.report == report
+    assert records[0].key == b"KSTT-TTHC|2026-Q1"
+    assert abs((forwarded.received_at - NOW).total_seconds()) < 60
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        stored = await conn.fetchval(
+            f'SELECT body FROM "{namespace}submission".reports WHERE report_id = $1',
+            report.report_id,
+        )
+    finally:
+        await conn.close()
+    assert stored == raw
+
+
+async def test_malformed_input_gets_an_e100_outcome_and_goes_to_the_dead_letter_topic(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    config = settings(namespace, kafka_bootstrap, postgres_dsn)
+    good = factories.report()
+    bad = b'{"schema": "baocao.report.v1", "report_id": "bad-1", "unit": "TB.DH.N01", "revision": "x"}'
+    async with running(build_app(config)):
+        await produce(
+            kafka_bootstrap,
+            config.kafka.topic(INBOUND),
+            [(None, b"\xff\xfe not json"), (None, bad), (None, codec.dumps(good))],
+        )
+        async with (
+            TopicReader(kafka_bootstrap, config.kafka.dlq(INBOUND)) as dlq,
+            TopicReader(kafka_bootstrap, config.kafka.topic(OUTCOMES)) as outcomes,
+            TopicReader(kafka_bootstrap, config.kafka.topic(RECEIVED)) as received,
+        ):
+            dead = await dlq.until(2)
+            answered = await outcomes.until(1)
+            forwarded = await received.until(1)
+    assert {r.value for r in dead} == {b"\xff\xfe not json", bad}
+    headers = dict(dead[0].headers)
+    assert {"dlq.error", "dlq.source.topic", "dlq.source.partition", "dlq.source.offset"} <= set(
+        headers
+    )
+    outcome = codec.decode(Outcome, answered[0].value)
+    assert outcome.report_id == "bad-1"
+    assert outcome.status is Status.REJECTED
+    assert {(i.code, i.field) for i in outcome.issues} >= {("E100", "revision"), ("E100", "regime")}
+    assert codec.decode(ReceivedReport, forwarded[0].value).report == good
+
+
+async def test_http_post_answers_202_then_duplicate_and_get_returns_the_verdict_once_known(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    config = settings(namespace, kafka_bootstrap, postgres_dsn)
+    report = factories.report()
+    async with running(build_app(config)) as http:
+        first = await http.post("/v1/reports", content=codec.dumps(report))
+        again = await http.post("/v1/reports", content=codec.dumps(report))
+        pending = await http.get(f"/v1/reports/{report.report_id}")
+        verdict = Outcome(
+            report_id=report.report_id,
+            regime=report.regime,
+            period=report.period,
+            unit=report.unit,
+            revision=1,
+            status=Status.ACCEPTED,
+        )
+        await produce(
+            kafka_bootstrap, config.kafka.topic(OUTCOMES), [(b"TB.DH.N01", codec.dumps(verdict))]
+        )
+
+        async def decided() -> dict[str, object] | None:
+            answer = await http.get(f"/v1/reports/{report.report_id}")
+            return answer.json() if answer.status_code == 200 else None
+
+        known = await eventually(decided)
+        async with TopicReader(kafka_bootstrap, config.kafka.topic(OUTCOMES)) as outcomes:
+            records = await outcomes.until(2)
+        unknown = await http.get("/v1/reports/never-sent")
+    assert first.status_code == 202
+    assert first.json()["status"] == "received"
+    assert again.status_code == 200
+    assert again.json()["status"] == "duplicate"
+    assert pending.status_code == 202
+    assert known["status"] == "accepted"
+    repeated = [codec.decode(Outcome, r.value) for r in records]
+    assert [o.status for o in repeated] == [Status.ACCEPTED, Status.DUPLICATE]
+    assert unknown.status_code == 404
+
+
+async def test_http_refuses_bad_bodies_with_codes_and_field_paths(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    config = settings(namespace, kafka_bootstrap, postgres_dsn)
+    async with running(build_app(config)) as http:
+        not_json = await http.post("/v1/reports", content=b"{oops")
+        unknown_field = await http.post(
+            "/v1/reports", content=factories.report_json()[:-1] + b', "extra": 1}'
+        )
+        huge = await http.post(
+            "/v1/reports", content=b"x" * (config.submission.max_report_bytes + 1)
+        )
+    assert not_json.status_code == 400
+    assert not_json.json()["issues"][0]["code"] == "E100"
+    assert unknown_field.status_code == 422
+    assert [(i["code"], i["field"]) for i in unknown_field.json()["issues"]] == [("E100", "extra")]
+    assert huge.status_code == 413
+    assert huge.json()["issues"][0]["code"] == "E150"
