@@ -50,7 +50,9 @@ async def test_malformed_input_gets_an_e100_outcome_and_goes_to_the_dead_letter_
 ) -> None:
     config = settings(namespace, kafka_bootstrap, postgres_dsn)
     good = factories.report()
-    bad = b'{"schema": "baocao.report.v1", "report_id": "bad-1", "unit": "TB.DH.N01", "revision": "x"}'
+    bad = (
+        b'{"schema": "baocao.report.v1", "report_id": "bad-1", "unit": "TB.DH.N01", "revision": 0}'
+    )
     async with running(build_app(config)):
         await produce(
             kafka_bootstrap,
