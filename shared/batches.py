@@ -45,7 +45,7 @@ class BatchConsumer:
         self._process = process
         self._dead_letter = dead_letter
         self._metrics = metrics
-        self._failed_batch: tuple[tuple[str, int, int], ...] | None = None
+        self._failed_starts: dict[tuple[str, int], int] = {}
         self._failures = 0
 
     async def __call__(self, msg: KafkaMessage) -> None:
@@ -54,28 +54,30 @@ class BatchConsumer:
             return
         self._metrics.stage_received.labels(stage=self.stage).inc(len(records))
         started = time.perf_counter()
-        identity = tuple((r.topic, r.partition, r.offset) for r in records)
+        starts = _starts(records)
+        # A rewound batch comes back from the same offsets, maybe with more records after.
+        again = bool(self._failed_starts) and self._failed_starts.items() <= starts.items()
         try:
-            if identity == self._failed_batch and self._failures >= ISOLATE_AFTER_FAILURES:
+            if again and self._failures >= ISOLATE_AFTER_FAILURES:
                 await self._isolate(records)
             else:
                 await self._process(records)
         except Exception as error:
-            self._failures = self._failures + 1 if identity == self._failed_batch else 1
-            self._failed_batch = identity
+            self._failures = self._failures + 1 if again else 1
+            self._failed_starts = starts
             self._metrics.stage_failures.labels(stage=self.stage).inc()
             log.exception(
                 "batch_failed",
                 stage=self.stage,
                 records=len(records),
                 failures=self._failures,
-                error=str(error),
+                error=repr(error),
             )
             # Back off before the redelivery so a database outage is not a busy loop.
             await asyncio.sleep(min(5.0, 0.2 * 2 ** (self._failures - 1)))
             await msg.nack()
             return
-        self._failed_batch, self._failures = None, 0
+        self._failed_starts, self._failures = {}, 0
         self._metrics.stage_duration.labels(stage=self.stage).observe(time.perf_counter() - started)
         await commit(msg, self.stage)
 
@@ -95,6 +97,15 @@ class BatchConsumer:
                 self._metrics.stage_processed.labels(
                     stage=self.stage, outcome="dead_lettered"
                 ).inc()
+
+
+def _starts(records: Sequence[Record]) -> dict[tuple[str, int], int]:
+    """The first offset of each partition in a batch."""
+    starts: dict[tuple[str, int], int] = {}
+    for record in records:
+        key = (record.topic, record.partition)
+        starts[key] = min(starts.get(key, record.offset), record.offset)
+    return starts
 
 
 async def commit(msg: KafkaMessage, stage: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,9 @@ def build_broker(
         middlewares=[KafkaPrometheusMiddleware(registry=registry, app_name=f"baocao-{service}")],
         description=f"baocao {service}",
         graceful_timeout=30.0,
+        # faststream's lines go through the JSON log setup; per-batch lines only at DEBUG.
+        logger=logging.getLogger("faststream"),
+        log_level=logging.DEBUG,
         **producer_options(),
     )
 

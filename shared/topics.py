@@ -85,8 +85,22 @@ async def ensure_topics(kafka: KafkaSettings, *, deadline_s: float = 60.0) -> li
                             raise KafkaError(f"creating topic {name} failed with error {code}")
                         if code == 0:
                             created.append(name)
+                await _await_leaders(admin, [t.name for t in new_topics(kafka)])
             finally:
                 await admin.close()
     if created:
         log.info("topics_created", topics=created)
     return created
+
+
+async def _await_leaders(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    """Consumers started before every partition has a leader log errors until it has one;
+    raising here makes the surrounding retry wait for the leaders instead."""
+    described = await admin.describe_topics(names)
+    leaderless = [
+        t["topic"]
+        for t in described
+        if t["error_code"] != 0 or any(p["leader"] < 0 for p in t["partitions"])
+    ]
+    if leaderless:
+        raise KafkaError(f"partitions without a leader yet: {leaderless[:3]}")

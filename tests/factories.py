@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from shared import codec
-from shared.contracts import AcceptedReport, ReceivedReport, Report, Timeliness
+from shared.contracts import AcceptedReport, Channel, ReceivedReport, Report, Timeliness
 
 _ids = itertools.count(1)
 
@@ -72,7 +72,7 @@ def report_json(**overrides: Any) -> bytes:
 
 
 def received(at: datetime = NOW, **overrides: Any) -> ReceivedReport:
-    return ReceivedReport(report=report(**overrides), received_at=at, channel="kafka")
+    return ReceivedReport(report=report(**overrides), received_at=at, channel=Channel.KAFKA)
 
 
 def accepted(**overrides: Any) -> AcceptedReport:

@@ -130,8 +130,8 @@ class Context:
         numbers: dict[str, Decimal] = {}
         for code, value in self.report.values.items():
             indicator = self.regime.indicator(code) if self.regime else None
-            if indicator is not None and _type_problem(indicator, value) is None:
-                assert isinstance(value, Decimal)
+            valid = indicator is not None and _type_problem(indicator, value) is None
+            if isinstance(value, Decimal) and valid:
                 numbers[code] = value
         return numbers
 

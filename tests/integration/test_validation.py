@@ -1,0 +1,115 @@
+"""Validation against real Kafka and PostgreSQL: verdicts, accepted reports, exactly once."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from services.validation.app import build_app
+from services.validation.settings import ValidationSettings
+from shared import codec
+from shared.contracts import (
+    ACCEPTED,
+    OUTCOMES,
+    RECEIVED,
+    AcceptedReport,
+    LockException,
+    Outcome,
+    Status,
+    Timeliness,
+    regime_period_key,
+)
+from tests import factories
+from tests.harness import TopicReader, produce, running, service_settings
+
+NOW = datetime.fromisoformat("2026-03-16T10:00:00+07:00")
+KEY = regime_period_key("KSTT-TTHC", "2026-Q1")
+
+
+def settings(namespace: str, kafka_bootstrap: str, postgres_dsn: str) -> ValidationSettings:
+    return service_settings(ValidationSettings, namespace, kafka_bootstrap, postgres_dsn, now=NOW)
+
+
+async def test_each_report_is_judged_once_and_only_accepted_ones_are_passed_on(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    config = settings(namespace, kafka_bootstrap, postgres_dsn)
+    good = factories.received(NOW)
+    broken_values = dict(factories.KSTT_VALUES, RECEIVED_TOTAL=1)
+    broken = factories.received(NOW, unit="TB.HH.N01", values=broken_values)
+    stranger = factories.received(NOW, unit="TB.NOWHERE")
+    messages = [(KEY, codec.dumps(m)) for m in (good, broken, stranger, good)]  # good twice
+    async with running(build_app(config)):
+        await produce(kafka_bootstrap, config.kafka.topic(RECEIVED), messages)
+        async with (
+            TopicReader(kafka_bootstrap, config.kafka.topic(OUTCOMES)) as outcomes,
+            TopicReader(kafka_bootstrap, config.kafka.topic(ACCEPTED)) as accepted,
+        ):
+            verdicts = [codec.decode(Outcome, r.value) for r in await outcomes.until(3)]
+            passed = [codec.decode(AcceptedReport, r.value) for r in await accepted.until(1)]
+            await outcomes.poll()
+            await accepted.poll()
+            assert len(outcomes.records) == 3
+            assert len(accepted.records) == 1
+    by_id = {v.report_id: v for v in verdicts}
+    assert by_id[good.report.report_id].status is Status.ACCEPTED
+    assert by_id[good.report.report_id].timeliness is Timeliness.ON_TIME
+    assert [(i.code, i.rule) for i in by_id[broken.report.report_id].issues][:1] == [
+        ("E120", "R01")
+    ]
+    assert [i.code for i in by_id[stranger.report.report_id].issues] == ["E102"]
+    assert passed[0].report_id == good.report.report_id
+    assert passed[0].values == good.report.values
+    assert passed[0].regime_version == 1
+
+
+async def test_a_correction_must_exceed_the_latest_accepted_revision(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    config = settings(namespace, kafka_bootstrap, postgres_dsn)
+    first = factories.received(NOW, revision=2)
+    older = factories.received(NOW, revision=1)
+    same = factories.received(NOW, revision=2)
+    newer = factories.received(NOW, revision=3)
+    messages = [(KEY, codec.dumps(m)) for m in (first, older, same, newer)]
+    async with running(build_app(config)):
+        await produce(kafka_bootstrap, config.kafka.topic(RECEIVED), messages)
+        async with TopicReader(kafka_bootstrap, config.kafka.topic(OUTCOMES)) as outcomes:
+            verdicts = [codec.decode(Outcome, r.value) for r in await outcomes.until(4)]
+    statuses = [(v.revision, v.status, [i.code for i in v.issues]) for v in verdicts]
+    assert statuses == [
+        (2, Status.ACCEPTED, []),
+        (1, Status.REJECTED, ["E130"]),
+        (2, Status.REJECTED, ["E130"]),
+        (3, Status.ACCEPTED, []),
+    ]
+
+
+async def test_a_lock_exception_lets_one_unit_report_into_a_locked_period_until_it_expires(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    config = settings(namespace, kafka_bootstrap, postgres_dsn)
+    # 2026-Q1 deadline 2026-03-18, lock 30 days later: 2026-04-17 is the last day.
+    after_lock = datetime.fromisoformat("2026-05-02T09:00:00+07:00")
+    exception = LockException(
+        regime="KSTT-TTHC",
+        period="2026-Q1",
+        unit="TB.DH.N01",
+        expires_at=after_lock + timedelta(hours=1),
+        reason="Đơn vị bị mất điện kéo dài",
+        opened_by="operator-1",
+        opened_at=after_lock - timedelta(hours=1),
+    )
+    inside = factories.received(after_lock)
+    expired = factories.received(after_lock + timedelta(hours=2), unit="TB.DH.N01", revision=2)
+    other = factories.received(after_lock, unit="TB.DH.N02")
+    messages = [(KEY, codec.dumps(m)) for m in (exception, inside, expired, other)]
+    async with running(build_app(config)):
+        await produce(kafka_bootstrap, config.kafka.topic(RECEIVED), messages)
+        async with TopicReader(kafka_bootstrap, config.kafka.topic(OUTCOMES)) as outcomes:
+            verdicts = [codec.decode(Outcome, r.value) for r in await outcomes.until(3)]
+    assert [(v.unit, v.status, [i.code for i in v.issues]) for v in verdicts] == [
+        ("TB.DH.N01", Status.ACCEPTED, []),
+        ("TB.DH.N01", Status.REJECTED, ["E106"]),
+        ("TB.DH.N02", Status.REJECTED, ["E106"]),
+    ]
+    assert verdicts[0].timeliness is Timeliness.LATE
