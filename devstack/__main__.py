@@ -1,6 +1,6 @@
 """Command line: `python -m devstack start|stop [kafka|postgres|prometheus|all]`, `status`,
-`fetch-kafka`, `env`. This module is the composition root: settings from the environment
-are read once here and passed to each server.
+`fetch-kafka`, `env`, `run [--no-traffic]`. This module is the composition root: settings
+from the environment are read once here and passed to each server.
 """
 
 from __future__ import annotations
@@ -85,6 +85,13 @@ def target(text: str) -> str:
     return text
 
 
+def positive_rate(text: str) -> float:
+    rate = float(text)
+    if not rate > 0:
+        raise argparse.ArgumentTypeError("the rate must be above 0")
+    return rate
+
+
 def parser() -> argparse.ArgumentParser:
     targets = "|".join((*SERVER_NAMES, "all"))
     root = argparse.ArgumentParser(
@@ -99,6 +106,19 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("status", help="one line per server: state, pid, address")
     commands.add_parser("fetch-kafka", help=f"only download Kafka {KAFKA_VERSION}'s jars")
     commands.add_parser("env", help="print `export` lines for the servers' addresses")
+    running = commands.add_parser(
+        "run",
+        prog="scripts/run",
+        help="the whole system: servers, services, hub simulator, sample traffic, live summary",
+    )
+    running.add_argument(
+        "--no-traffic",
+        action="store_true",
+        help="no sample-report generator: another client is the only sender",
+    )
+    running.add_argument(
+        "--rate", type=positive_rate, default=None, help="sample reports per second (default 5)"
+    )
     return root
 
 
@@ -116,6 +136,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
             print(f"kafka {KAFKA_VERSION} jars {state} {layout.kafka_lib}")
             return 0
         servers = build_servers(layout, environ)
+        if arguments.command == "run":
+            # Imported here: only `run` needs the HTTP and metrics clients.
+            from devstack.supervisor import run
+
+            return run(
+                layout, servers, environ, traffic=not arguments.no_traffic, rate=arguments.rate
+            )
         if arguments.command == "status":
             for name in SERVER_NAMES:
                 print(servers[name].status().line())

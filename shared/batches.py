@@ -32,7 +32,8 @@ ISOLATE_AFTER_FAILURES = 3
 
 def records_of(msg: KafkaMessage) -> tuple[Record, ...]:
     raw = msg.raw_message
-    return raw if isinstance(raw, tuple) else (raw,)
+    # aiokafka's consumer gives a batch as a tuple; faststream's test broker as a list.
+    return tuple(raw) if isinstance(raw, tuple | list) else (raw,)
 
 
 class BatchConsumer:

@@ -17,7 +17,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
 # --- topics -------------------------------------------------------------------------------
 
@@ -125,9 +125,9 @@ class Report(_Inbound):
         description="Period code: 2026-M03, 2026-Q1, 2026-S1 or 2026 per the regime's frequency."
     )
     unit: Code = Field(description="Reporting unit code (đơn vị báo cáo), e.g. TB.DH.X01.")
-    revision: int = Field(
+    revision: StrictInt = Field(
         ge=1,
-        le=1_000_000,
+        le=2_000_000_000,
         description="1 for the first report; a correction sends a higher revision. The latest "
         "accepted revision is the one counted.",
     )

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from simpleeval import SimpleEval
+from simpleeval import InvalidExpression, SimpleEval
 
 _OPERATORS: dict[type[ast.AST], Any] = {
     ast.Add: operator.add,
@@ -82,6 +82,8 @@ class Expression:
             self._tree = SimpleEval.parse(source)
         except SyntaxError as error:
             raise ExpressionError(f"cannot parse {source!r}: {error.msg}") from error
+        except InvalidExpression as error:
+            raise ExpressionError(f"cannot parse {source!r}: {error}") from error
         for node in ast.walk(self._tree):
             if not isinstance(node, _NODES):
                 raise ExpressionError(

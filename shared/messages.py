@@ -29,9 +29,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Đơn vị báo cáo {unit} không tồn tại.",
         "Unknown reporting unit {unit}.",
     ),
-    "E102.period": (
-        "Đơn vị {unit} không còn hoặc chưa tồn tại vào ngày {day} (cuối kỳ chốt số liệu).",
-        "Unit {unit} does not exist on {day}, the last day of the period's cut-off window.",
+    "E103.not_in_force": (
+        "Đơn vị {unit} không tồn tại vào ngày {day} (ngày cuối thời gian chốt số liệu kỳ"
+        " {period}), nên không phải đơn vị báo cáo của kỳ này.",
+        "Unit {unit} does not exist on {day}, the last day of period {period}'s cut-off"
+        " window, so it does not report for that period.",
     ),
     "E103": (
         "Đơn vị {unit} ({unit_type}) không thuộc đối tượng báo cáo chế độ {regime} kỳ {period};"

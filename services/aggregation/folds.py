@@ -156,10 +156,10 @@ def snapshot(state: State, frame: Frame, scope: str) -> Figures:
         if indicator.is_derived or how is None:
             continue
         if how is Aggregation.NONE:
-            # Not rolled up: a scope shows such a value only when it reports itself.
-            own = state.get(scope)
-            if own is not None and scope in expected and indicator.code in own.values:
-                values[indicator.code] = own.values[indicator.code]
+            # Not rolled up: a scope shows only its own value, and null rather than nothing
+            # when it has none, so the hub never keeps a stale one.
+            own = state.get(scope) if scope in expected else None
+            values[indicator.code] = own.values.get(indicator.code) if own else None
             continue
         present = [c.values[indicator.code] for c in counted if indicator.code in c.values]
         rolled = _roll([v for v in present if isinstance(v, Decimal)], how)

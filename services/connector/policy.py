@@ -27,7 +27,8 @@ class Backoff:
 
     def delay(self, attempt: int, retry_after_s: float | None, rng: random.Random) -> float:
         """Seconds to wait after failed attempt number `attempt` (1 for the first)."""
-        ceiling = min(self.cap_s, self.base_s * 2 ** max(0, attempt - 1))
+        # The exponent is bounded: 2**1024 overflows a float, and the cap is long reached.
+        ceiling = min(self.cap_s, self.base_s * 2 ** min(max(0, attempt - 1), 64))
         return max(rng.uniform(0, ceiling), retry_after_s or 0.0)
 
 
@@ -74,6 +75,8 @@ class Circuit:
             self.failures, self.state, self._cool_down = 0, CircuitState.CLOSED, 0.0
             return
         self.failures += 1
+        if self.state is CircuitState.OPEN:
+            return  # deliveries already in flight when it opened: no news about the hub
         if self.state is CircuitState.HALF_OPEN or self.failures >= self.threshold:
             self._cool_down = min(
                 self.max_cool_down_s, self._cool_down * 2 if self._cool_down else self.cool_down_s

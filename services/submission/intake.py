@@ -78,7 +78,8 @@ def contract_issues(error: ValidationError) -> tuple[Issue, ...]:
         else:
             path = field_path(loc)
             reason_vi = CONTRACT_REASONS_VI.get(detail["type"], "không đúng hợp đồng dữ liệu")
-            reason_en = detail["msg"].lower()
+            message = detail["msg"]
+            reason_en = message[:1].lower() + message[1:]
         found.setdefault(path, issue("E100", field=path, reason_vi=reason_vi, reason_en=reason_en))
     return tuple(found.values())
 

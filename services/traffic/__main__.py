@@ -1,0 +1,5 @@
+import sys
+
+from services.traffic.generator import main
+
+sys.exit(main())

@@ -1,0 +1,156 @@
+"""`shared.codec` reads and writes JSON with exact decimals and refuses what is not such JSON.
+
+Proves: JSON numbers become exact `Decimal` (never through a binary float) and `Decimal`
+is written back as a fixed-point JSON number; NaN, Infinity, duplicate keys and invalid
+UTF-8 are refused on reading and non-finite decimals on writing; `canonical` sorts keys
+without spaces; any dict of finite decimals survives `dumps` then `loads` to the digit.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shared import codec
+from shared.codec import DuplicateKeyError
+from shared.contracts import Signature
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1234567890123.4567891234", Decimal("1234567890123.4567891234")),
+        ("0.1", Decimal("0.1")),
+        ("0.10", Decimal("0.10")),
+        ("-98.105", Decimal("-98.105")),
+        ("1e3", Decimal("1E+3")),
+        ("12", 12),
+    ],
+)
+def test_a_json_number_is_read_exactly(text: str, expected: Decimal | int) -> None:
+    value = codec.loads(f'{{"v": {text}}}'.encode())["v"]
+    assert value == expected
+    assert str(value) == str(expected)  # the same digits, not just an equal value
+    assert type(value) is type(expected)
+
+
+def test_a_fraction_is_never_a_binary_float_at_any_depth() -> None:
+    document = codec.loads(b'{"a": 0.1, "b": [0.2, {"c": 0.3}]}')
+    a, (b, inner) = document["a"], document["b"]
+    assert all(isinstance(n, Decimal) for n in (a, b, inner["c"]))
+    assert a + b == inner["c"]  # false with binary floats
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        (Decimal("1234567890123.4567891234"), b"1234567890123.4567891234"),
+        (Decimal("0.1"), b"0.1"),
+        (Decimal("98.10"), b"98.10"),
+        (Decimal("1E+3"), b"1000"),
+        (Decimal("1E+30"), b"1000000000000000000000000000000"),
+        (Decimal("1E-7"), b"0.0000001"),
+        (Decimal("-0.0"), b"-0.0"),
+    ],
+)
+def test_a_decimal_is_written_as_a_fixed_point_json_number(value: Decimal, written: bytes) -> None:
+    assert codec.dumps({"v": value}) == b'{"v":' + written + b"}"
+
+
+def test_decimals_round_trip_exactly_through_dumps_and_loads() -> None:
+    original = {"revenue": Decimal("1234567890123.4567891234"), "rate": Decimal("0.1")}
+    assert codec.loads(codec.dumps(original)) == original
+
+
+@pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity", '{"v": NaN}', "[1, Infinity]"])
+def test_non_finite_numbers_are_refused_on_reading(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a number in JSON"):
+        codec.loads(text.encode())
+
+
+@pytest.mark.parametrize("value", [Decimal("NaN"), Decimal("Infinity"), Decimal("-Infinity")])
+def test_non_finite_decimals_are_refused_on_writing(value: Decimal) -> None:
+    with pytest.raises(TypeError):
+        codec.dumps({"v": value})
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('{"a": 1, "a": 2}', "a"),
+        ('{"a": 1, "a": 1}', "a"),
+        ('{"outer": {"b": 1, "b": 2}}', "b"),
+        ('[{"x": 1}, {"y": 1, "y": 2}]', "y"),
+    ],
+)
+def test_a_duplicate_key_is_refused(text: str, key: str) -> None:
+    with pytest.raises(DuplicateKeyError) as caught:
+        codec.loads(text.encode())
+    assert caught.value.key == key
+    assert isinstance(caught.value, ValueError)
+
+
+@pytest.mark.parametrize("raw", [b"\xff\xfe{}", b'{"a": "\xc3"}', b'{"a": "\xed\xa0\x80"}'])
+def test_invalid_utf8_is_refused(raw: bytes) -> None:
+    with pytest.raises(UnicodeDecodeError):
+        codec.loads(raw)
+
+
+def test_text_is_read_and_written_as_utf8() -> None:
+    raw = '{"name":"Tỉnh Thái Bình"}'.encode()
+    assert codec.loads(raw) == {"name": "Tỉnh Thái Bình"}
+    assert codec.dumps({"name": "Tỉnh Thái Bình"}) == raw
+
+
+def test_dumps_writes_no_spaces_and_keeps_key_order() -> None:
+    assert codec.dumps({"b": 1, "a": [1, 2]}) == b'{"b":1,"a":[1,2]}'
+
+
+def test_canonical_sorts_keys_at_every_level_without_spaces() -> None:
+    value = {"b": Decimal("1.50"), "a": {"d": 2, "c": [3, {"f": 1, "e": 0}]}}
+    assert codec.canonical(value) == b'{"a":{"c":[3,{"e":0,"f":1}],"d":2},"b":1.50}'
+
+
+def test_canonical_of_a_model_keeps_null_fields_and_sorts_them() -> None:
+    signature = Signature(alg="Ed25519", key_id="k1", value="c2ln")
+    assert codec.canonical(signature) == b'{"alg":"Ed25519","key_id":"k1","value":"c2ln"}'
+    assert codec.canonical({"z": None, "a": None}) == b'{"a":null,"z":null}'
+
+
+def test_canonical_does_not_depend_on_insertion_order() -> None:
+    assert codec.canonical({"x": 1, "y": 2}) == codec.canonical({"y": 2, "x": 1})
+
+
+def test_dumps_and_loads_agree_with_the_standard_library_on_structure() -> None:
+    value: dict[str, Any] = {"list": [1, "two", None, True], "nested": {"k": False}}
+    assert json.loads(codec.dumps(value)) == value
+    assert codec.loads(json.dumps(value)) == value
+
+
+# Finite decimals with a bounded exponent, built from their text so nothing is rounded.
+finite_decimals = st.builds(
+    lambda digits, exponent: Decimal(f"{digits}E{exponent}"),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.integers(min_value=-30, max_value=30),
+)
+
+
+@given(st.dictionaries(st.text(st.characters(codec="utf-8")), finite_decimals, max_size=20))
+def test_any_dict_of_finite_decimals_round_trips_unchanged(original: dict[str, Decimal]) -> None:
+    loaded = codec.loads(codec.dumps(original))
+    assert loaded == original
+    for key, value in original.items():
+        if value.as_tuple().exponent < 0:  # type: ignore[operator]
+            # A fraction comes back as the same Decimal, digit for digit (trailing zeros too).
+            assert isinstance(loaded[key], Decimal)
+            assert loaded[key].as_tuple() == value.as_tuple()
+        else:
+            # A whole number is written without exponent and read back as an exact int.
+            assert isinstance(loaded[key], int)

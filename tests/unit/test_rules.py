@@ -1,0 +1,457 @@
+"""`services.validation.rules.validate` gives every issue of a report, with code and field.
+
+Proves, on the shipped catalog: one passing and one failing row per code E101..E130 (the
+failing row names the code AND the field path), lock exceptions that let a unit through
+until they expire, the regime rules (an error rejects, a warning accepts and is listed, a
+rule with a missing indicator is skipped), that a report with several problems lists all
+of them in DESIGN §4 order, timeliness on either side of the deadline in Vietnam's time
+zone, and the deadline and regime version a verdict carries.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+
+from services.validation.rules import Facts, RuleBook, Verdict, validate
+from shared.catalog import load_catalog
+from shared.contracts import Severity, Status, Timeliness
+from tests import factories
+
+pytestmark = pytest.mark.unit
+
+BOOK = RuleBook(load_catalog(Path(__file__).parents[2] / "catalog"))
+NO_FACTS = Facts()
+Q1_2026 = "2026-03-16T10:00:00+07:00"  # inside KSTT-TTHC 2026-Q1, before its deadline
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def kstt(**changes: Any) -> dict[str, Any]:
+    """KSTT-TTHC values that pass every rule, with changes (None removes an indicator)."""
+    values: dict[str, Any] = dict(factories.KSTT_VALUES)
+    for code, value in changes.items():
+        if value is None:
+            values.pop(code, None)
+        else:
+            values[code] = value
+    return values
+
+
+def nvcp(**changes: Any) -> dict[str, Any]:
+    return {**factories.NVCP_VALUES, **changes}
+
+
+KTXH = dict(factories.KTXH_VALUES)
+NVCP_S1 = {"regime": "NVCP-S", "period": "2026-S1", "unit": "TB.STC"}
+NVCP_AT = "2026-06-10T09:00:00+07:00"
+
+
+class Row(NamedTuple):
+    code: str
+    overrides: dict[str, Any]
+    received_at: str = Q1_2026
+    facts: Facts = NO_FACTS
+    issue: tuple[str, str] | None = None  # (code, field) expected; None: no issue of `code`
+    status: Status | None = None
+
+
+def judge(overrides: dict[str, Any], received_at: str, facts: Facts = NO_FACTS) -> Verdict:
+    return validate(factories.report(**overrides), at(received_at), BOOK, facts)
+
+
+def ending(day: str) -> Facts:
+    return Facts(lock_exception_until=at(day))
+
+
+ROWS: dict[str, Any] = {
+    # E101 unknown regime
+    "E101 a known regime": Row("E101", {}, status=Status.ACCEPTED),
+    "E101 an unknown regime": Row(
+        "E101", {"regime": "KSTT-XYZ"}, issue=("E101", "regime"), status=Status.REJECTED
+    ),
+    # E102 unknown unit
+    "E102 a known unit": Row("E102", {"unit": "TB.TTPVHCC"}, status=Status.ACCEPTED),
+    "E102 an unknown unit": Row(
+        "E102", {"unit": "TB.NOWHERE"}, issue=("E102", "unit"), status=Status.REJECTED
+    ),
+    # E103 not a reporter of this regime for this period
+    "E103 a commune reporting KSTT-TTHC": Row("E103", {}, status=Status.ACCEPTED),
+    "E103 a department reporting KSTT-TTHC": Row(
+        "E103", {"unit": "TB.VP"}, issue=("E103", "unit"), status=Status.REJECTED
+    ),
+    "E103 a commune reporting KTXH-M before the merger": Row(
+        "E103",
+        {"regime": "KTXH-M", "period": "2025-M06", "unit": "TB.DH.X01", "values": KTXH},
+        "2025-06-16T09:00:00+07:00",
+        issue=("E103", "unit"),
+        status=Status.REJECTED,
+    ),
+    "E103 a district reporting KTXH-M 2025-M06": Row(
+        "E103",
+        {"regime": "KTXH-M", "period": "2025-M06", "unit": "TB.DH", "values": KTXH},
+        "2025-06-16T09:00:00+07:00",
+        status=Status.ACCEPTED,
+    ),
+    "E103 a district reporting KTXH-M 2025-M07": Row(
+        "E103",
+        {"regime": "KTXH-M", "period": "2025-M07", "unit": "TB.DH", "values": KTXH},
+        "2025-07-15T09:00:00+07:00",
+        issue=("E103", "unit"),
+        status=Status.REJECTED,
+    ),
+    "E103 a commune of 2025 reporting KSTT-TTHC 2025-Q1": Row(
+        "E103",
+        {"period": "2025-Q1", "unit": "TB.DH.X01"},
+        "2025-03-16T09:00:00+07:00",
+        status=Status.ACCEPTED,
+    ),
+    "E103 a commune of 2025 reporting KSTT-TTHC 2026-Q1": Row(
+        "E103", {"unit": "TB.DH.X01"}, issue=("E103", "unit"), status=Status.REJECTED
+    ),
+    # E104 bad period code, or not the regime's frequency
+    "E104 a quarter for a quarterly regime": Row("E104", {"period": "2026-Q1"}),
+    "E104 a quarter that does not exist": Row(
+        "E104", {"period": "2026-Q5"}, issue=("E104", "period"), status=Status.REJECTED
+    ),
+    "E104 a lower-case code": Row("E104", {"period": "2026-q1"}, issue=("E104", "period")),
+    "E104 a month for a quarterly regime": Row(
+        "E104", {"period": "2026-M03"}, issue=("E104", "period"), status=Status.REJECTED
+    ),
+    "E104 a quarter for a monthly regime": Row(
+        "E104",
+        {"regime": "KTXH-M", "period": "2025-Q3", "unit": "TB.DH.N01", "values": KTXH},
+        "2025-08-01T09:00:00+07:00",
+        issue=("E104", "period"),
+    ),
+    # E105 period not open yet: 2026-Q1's window starts on 2025-12-15
+    "E105 on the first day of the window": Row(
+        "E105", {}, "2025-12-15T00:00:00+07:00", status=Status.ACCEPTED
+    ),
+    "E105 the day before the window": Row(
+        "E105", {}, "2025-12-14T23:59:59+07:00", issue=("E105", "period"), status=Status.REJECTED
+    ),
+    # E106 period locked: deadline 2026-03-18 + 30 days = 2026-04-17, the last day accepted
+    "E106 on the last day before the lock": Row(
+        "E106", {}, "2026-04-17T23:59:59+07:00", status=Status.ACCEPTED
+    ),
+    "E106 the day after": Row(
+        "E106", {}, "2026-04-18T00:00:00+07:00", issue=("E106", "period"), status=Status.REJECTED
+    ),
+    "E106 inside a lock exception": Row(
+        "E106",
+        {},
+        "2026-04-20T10:00:00+07:00",
+        ending("2026-04-30T00:00:00+07:00"),
+        status=Status.ACCEPTED,
+    ),
+    "E106 once the lock exception expired": Row(
+        "E106",
+        {},
+        "2026-04-20T10:00:00+07:00",
+        ending("2026-04-20T10:00:00+07:00"),
+        issue=("E106", "period"),
+        status=Status.REJECTED,
+    ),
+    # E107 no regime version in force: KTXH-M v1 starts on 2020-12-15
+    "E107 the first period of KTXH-M v1": Row(
+        "E107",
+        {"regime": "KTXH-M", "period": "2021-M01", "unit": "TB.DH", "values": KTXH},
+        "2021-01-10T09:00:00+07:00",
+        status=Status.ACCEPTED,
+    ),
+    "E107 a period before KTXH-M v1": Row(
+        "E107",
+        {"regime": "KTXH-M", "period": "2020-M11", "unit": "TB.DH", "values": KTXH},
+        "2020-11-16T09:00:00+07:00",
+        issue=("E107", "period"),
+        status=Status.REJECTED,
+    ),
+    # E110 unknown indicator
+    "E110 only the regime's indicators": Row("E110", {}),
+    "E110 an indicator of another regime": Row(
+        "E110",
+        {"values": kstt(BUDGET_REVENUE=Decimal(1))},
+        issue=("E110", "values.BUDGET_REVENUE"),
+        status=Status.REJECTED,
+    ),
+    # E111 required indicator missing
+    "E111 an optional indicator left out": Row(
+        "E111", {"values": kstt(MAX_OVERDUE_DAYS=None)}, status=Status.ACCEPTED
+    ),
+    "E111 a required indicator left out": Row(
+        "E111",
+        {"values": kstt(RECEIVED_ONLINE=None)},
+        issue=("E111", "values.RECEIVED_ONLINE"),
+        status=Status.REJECTED,
+    ),
+    # E112 wrong type
+    "E112 an integer written 120.0": Row(
+        "E112", {"values": kstt(RECEIVED_ONLINE=Decimal("120.0"))}, status=Status.ACCEPTED
+    ),
+    "E112 a decimal with a fraction": Row(
+        "E112", {"values": kstt(PROCESSING_DAYS_TOTAL=Decimal("480.25"))}
+    ),
+    "E112 an integer with a fraction": Row(
+        "E112",
+        {"values": kstt(RECEIVED_ONLINE=Decimal("120.5"))},
+        issue=("E112", "values.RECEIVED_ONLINE"),
+        status=Status.REJECTED,
+    ),
+    "E112 text for a number": Row(
+        "E112",
+        {"values": kstt(RECEIVED_ONLINE="120")},
+        issue=("E112", "values.RECEIVED_ONLINE"),
+        status=Status.REJECTED,
+    ),
+    "E112 text for a text indicator": Row(
+        "E112", {**NVCP_S1, "values": nvcp()}, NVCP_AT, status=Status.ACCEPTED
+    ),
+    "E112 a number for a text indicator": Row(
+        "E112",
+        {**NVCP_S1, "values": nvcp(ASSESSMENT=Decimal(5))},
+        NVCP_AT,
+        issue=("E112", "values.ASSESSMENT"),
+        status=Status.REJECTED,
+    ),
+    # E113 out of bounds
+    "E113 at the minimum": Row("E113", {"values": kstt(MAX_OVERDUE_DAYS=Decimal(0))}),
+    "E113 below the minimum": Row(
+        "E113",
+        {"values": kstt(MAX_OVERDUE_DAYS=Decimal(-1))},
+        issue=("E113", "values.MAX_OVERDUE_DAYS"),
+        status=Status.REJECTED,
+    ),
+    "E113 text at its maximum length": Row(
+        "E113", {**NVCP_S1, "values": nvcp(ASSESSMENT="x" * 20000)}, NVCP_AT
+    ),
+    "E113 text over its maximum length": Row(
+        "E113",
+        {**NVCP_S1, "values": nvcp(ASSESSMENT="x" * 20001)},
+        NVCP_AT,
+        issue=("E113", "values.ASSESSMENT"),
+        status=Status.REJECTED,
+    ),
+    # E114 derived indicator sent
+    "E114 no derived indicator": Row("E114", {}),
+    "E114 a derived indicator sent": Row(
+        "E114",
+        {"values": kstt(ON_TIME_RATE=Decimal("91.67"))},
+        issue=("E114", "values.ON_TIME_RATE"),
+        status=Status.REJECTED,
+    ),
+    # E120 regime rules
+    "E120 every rule holds": Row("E120", {}, status=Status.ACCEPTED),
+    "E120 an error rule fails": Row(
+        "E120",
+        {"values": kstt(CARRIED_OVER=Decimal(6))},
+        issue=("E120", "values"),
+        status=Status.REJECTED,
+    ),
+    "E120 a warning rule fails": Row(
+        "E120",
+        {"values": kstt(CARRIED_OVER=Decimal(6), RECEIVED_TOTAL=Decimal(156))},
+        issue=("E120", "values"),
+        status=Status.ACCEPTED,
+    ),
+    "E120 a rule with a missing indicator is skipped": Row(
+        "E120", {"values": kstt(MAX_OVERDUE_DAYS=None)}, status=Status.ACCEPTED
+    ),
+    "E120 KTXH-M disbursed over plan": Row(
+        "E120",
+        {
+            "regime": "KTXH-M",
+            "period": "2025-M07",
+            "values": {**KTXH, "PUBLIC_INVEST_DISBURSED": Decimal("400.001")},
+        },
+        "2025-07-15T09:00:00+07:00",
+        issue=("E120", "values"),
+        status=Status.REJECTED,
+    ),
+    # E130 stale revision
+    "E130 a first report": Row("E130", {"revision": 1}, status=Status.ACCEPTED),
+    "E130 a correction above the latest": Row(
+        "E130", {"revision": 2}, facts=Facts(latest_accepted_revision=1), status=Status.ACCEPTED
+    ),
+    "E130 the same revision again": Row(
+        "E130",
+        {"revision": 1},
+        facts=Facts(latest_accepted_revision=1),
+        issue=("E130", "revision"),
+        status=Status.REJECTED,
+    ),
+    "E130 a revision below the latest": Row(
+        "E130",
+        {"revision": 2},
+        facts=Facts(latest_accepted_revision=3),
+        issue=("E130", "revision"),
+        status=Status.REJECTED,
+    ),
+}
+
+
+@pytest.mark.parametrize("row", list(ROWS.values()), ids=list(ROWS))
+def test_each_code_is_raised_on_its_field_exactly_when_it_should(row: Row) -> None:
+    verdict = judge(row.overrides, row.received_at, row.facts)
+    found = [(i.code, i.field) for i in verdict.issues if i.code == row.code]
+    assert found == ([row.issue] if row.issue else [])
+    if row.status is not None:
+        assert verdict.status is row.status
+
+
+def test_every_code_of_the_table_has_a_passing_and_a_failing_row() -> None:
+    rows = [r if isinstance(r, Row) else r.values[0] for r in ROWS.values()]
+    codes = {r.code for r in rows}
+    assert codes == {
+        "E101", "E102", "E103", "E104", "E105", "E106", "E107",
+        "E110", "E111", "E112", "E113", "E114", "E120", "E130",
+    }  # fmt: skip
+    for code in codes:
+        assert {r.issue is None for r in rows if r.code == code} == {True, False}, code
+
+
+def test_an_error_rule_names_the_rule_and_quotes_the_catalogs_message() -> None:
+    verdict = judge({"values": kstt(CARRIED_OVER=Decimal(6))}, Q1_2026)
+    (issue,) = verdict.issues
+    assert (issue.code, issue.rule, issue.severity) == ("E120", "R01", Severity.ERROR)
+    assert issue.message_en == (
+        "Dossiers received in total must equal online plus in-person/postal plus carried over."
+    )
+    assert issue.message_vi.startswith("Tổng số hồ sơ tiếp nhận phải bằng")
+
+
+def test_a_warning_rule_accepts_the_report_and_lists_the_warning() -> None:
+    verdict = judge({"values": kstt(CARRIED_OVER=Decimal(6), RECEIVED_TOTAL=Decimal(156))}, Q1_2026)
+    assert verdict.status is Status.ACCEPTED
+    assert [(i.code, i.rule, i.severity) for i in verdict.issues] == [
+        ("E120", "R04", Severity.WARNING)
+    ]
+
+
+def test_a_rule_over_an_invalid_value_is_skipped_not_evaluated() -> None:
+    # RECEIVED_ONLINE is text: E112 says so, and R01 (which reads it) does not also fire.
+    verdict = judge({"values": kstt(RECEIVED_ONLINE="một trăm")}, Q1_2026)
+    assert [i.code for i in verdict.issues] == ["E112"]
+
+
+def test_a_report_with_several_problems_lists_every_one_in_design_order() -> None:
+    values = kstt(
+        RECEIVED_DIRECT=None,  # E111
+        RECEIVED_ONLINE=Decimal("1.5"),  # E112
+        MAX_OVERDUE_DAYS=Decimal(-4),  # E113, and R05 (warning) fails on it
+        ON_TIME_RATE=Decimal(90),  # E114
+        NOT_AN_INDICATOR=Decimal(1),  # E110
+        RESOLVED_TOTAL=Decimal(121),  # E120 R02 (error) and R04 (warning)
+    )
+    verdict = judge(
+        {"values": values, "revision": 1},
+        "2026-04-18T08:00:00+07:00",  # E106: locked
+        Facts(latest_accepted_revision=1),  # E130
+    )
+    assert verdict.status is Status.REJECTED
+    assert [(i.code, i.field, i.rule) for i in verdict.issues] == [
+        ("E106", "period", None),
+        ("E114", "values.ON_TIME_RATE", None),
+        ("E110", "values.NOT_AN_INDICATOR", None),
+        ("E111", "values.RECEIVED_DIRECT", None),
+        ("E112", "values.RECEIVED_ONLINE", None),
+        ("E113", "values.MAX_OVERDUE_DAYS", None),
+        ("E120", "values", "R02"),
+        ("E120", "values", "R04"),
+        ("E120", "values", "R05"),
+        ("E130", "revision", None),
+    ]
+
+
+def test_reference_problems_are_all_listed_together() -> None:
+    verdict = judge({"regime": "NOPE", "unit": "TB.NOWHERE"}, Q1_2026)
+    assert [(i.code, i.field) for i in verdict.issues] == [("E101", "regime"), ("E102", "unit")]
+
+
+def test_every_issue_has_both_messages_and_the_indicator_it_concerns() -> None:
+    verdict = judge(
+        {"values": kstt(RECEIVED_ONLINE=None, ON_TIME_RATE=Decimal(1), X=Decimal(1))}, Q1_2026
+    )
+    for issue in verdict.issues:
+        assert issue.message_vi.strip()
+        assert issue.message_en.strip()
+        assert issue.indicator == issue.field.removeprefix("values.")  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("received_at", "timeliness"),
+    [
+        ("2026-03-16T10:00:00+07:00", Timeliness.ON_TIME),
+        ("2026-03-18T00:00:00+07:00", Timeliness.ON_TIME),
+        ("2026-03-18T23:59:59+07:00", Timeliness.ON_TIME),
+        ("2026-03-19T00:00:00+07:00", Timeliness.LATE),
+        ("2026-04-17T12:00:00+07:00", Timeliness.LATE),
+        # The same instants written in UTC: Vietnam's calendar day decides.
+        ("2026-03-18T16:59:59+00:00", Timeliness.ON_TIME),
+        ("2026-03-18T17:00:00+00:00", Timeliness.LATE),
+    ],
+)
+def test_timeliness_turns_late_after_the_deadline_day_in_vietnam(
+    received_at: str, timeliness: Timeliness
+) -> None:
+    verdict = judge({}, received_at)
+    assert verdict.status is Status.ACCEPTED
+    assert verdict.timeliness is timeliness
+
+
+@pytest.mark.parametrize(
+    ("overrides", "received_at", "deadline", "version"),
+    [
+        ({}, Q1_2026, date(2026, 3, 18), 1),
+        ({"period": "2025-Q1", "unit": "TB.DH"}, "2025-03-10T09:00:00+07:00", date(2025, 3, 18), 1),
+        (
+            {"regime": "KTXH-M", "period": "2025-M06", "unit": "TB.DH", "values": KTXH},
+            "2025-06-16T09:00:00+07:00",
+            date(2025, 6, 17),  # 2 working days after Saturday 14 June
+            1,
+        ),
+        (
+            {"regime": "KTXH-M", "period": "2025-M07", "values": KTXH},
+            "2025-07-15T09:00:00+07:00",
+            date(2025, 7, 16),  # 2 working days after Monday 14 July
+            2,
+        ),
+        (
+            {"regime": "KTXH-M", "period": "2026-M02", "values": KTXH},
+            "2026-02-10T09:00:00+07:00",
+            date(2026, 2, 24),  # Tết: 16-20 February are holidays
+            2,
+        ),
+        ({**NVCP_S1, "values": nvcp()}, NVCP_AT, date(2026, 6, 18), 1),
+    ],
+)
+def test_a_verdict_carries_the_deadline_and_the_regime_version_in_force(
+    overrides: dict[str, Any], received_at: str, deadline: date, version: int
+) -> None:
+    verdict = judge(overrides, received_at)
+    assert verdict.status is Status.ACCEPTED
+    assert verdict.deadline == deadline
+    assert verdict.regime is not None
+    assert (verdict.regime.code, verdict.regime.version) == (
+        overrides.get("regime", "KSTT-TTHC"),
+        version,
+    )
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"regime": "NOPE"}, {"period": "2026-M03"}, {"period": "garbage"}],
+)
+def test_without_a_regime_version_there_is_no_deadline_and_no_timeliness(
+    overrides: dict[str, Any],
+) -> None:
+    verdict = judge(overrides, Q1_2026)
+    assert verdict.regime is None
+    assert verdict.deadline is None
+    assert verdict.timeliness is None
