@@ -21,10 +21,10 @@ from fastapi import FastAPI, Response
 from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram512
-from faststream.specification import AsyncAPI
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from shared import outbox
+from shared.asyncapi import document
 from shared.batches import BatchConsumer, Process, Record
 from shared.catalog import Catalog, load_catalog
 from shared.clock import Clock
@@ -36,6 +36,7 @@ from shared.observability.metrics import Metrics
 from shared.outbox import OutboxMessage, OutboxRelay
 from shared.settings import KafkaSettings, ServiceSettings
 from shared.topics import ensure_topics
+from shared.web import ExactJSONResponse
 
 log = get_logger(__name__)
 
@@ -217,9 +218,9 @@ def build_http_app(
         return {"status": "ready" if ready else "not_ready", "service": runtime.service}
 
     @app.get("/asyncapi.json", include_in_schema=False)
-    async def asyncapi() -> Response:
-        spec = AsyncAPI(runtime.broker, title=f"baocao {runtime.service}", version="1.0.0")
-        return Response(spec.to_specification().to_json(), media_type="application/json")
+    async def asyncapi() -> ExactJSONResponse:
+        """Every topic and its payload schema (the same document on every service)."""
+        return ExactJSONResponse(document())
 
     return app
 
