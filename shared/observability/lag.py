@@ -42,14 +42,14 @@ class Subscription:
 
 
 def subscriptions_of(broker: Any) -> list[Subscription]:
-    """The (group, topic) pairs of a faststream broker's subscribers, in declaration order."""
+    """The (group, topic) pairs of a faststream broker's subscribers, sorted."""
     found: dict[Subscription, None] = {}
     for subscriber in broker.subscribers:
         group = getattr(subscriber, "group_id", None)
         if group:
             for topic in subscriber.topic_names_for_subscribe:
                 found[Subscription(group, topic)] = None
-    return list(found)
+    return sorted(found, key=lambda s: (s.group, s.topic))
 
 
 def partition_lag(end: int, committed: int | None, beginning: int) -> int:
