@@ -5,6 +5,10 @@ batch's effects are committed in PostgreSQL. A batch that fails is rewound (`nac
 every partition of the batch back) and redelivered after a back-off. A batch that keeps
 failing is split: each record is retried alone and the one that still fails is sent to the
 dead-letter topic, so one poison record cannot block its partition.
+
+Every log line written while a batch is processed carries its `stage`; while one record is
+retried alone, the line also carries the record's topic, partition and offset and the
+report it holds (`report_id`, `regime`, `period`, `unit`), whoever writes it.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from typing import Any, TypeAlias
 
 from aiokafka.errors import CommitFailedError, KafkaError
 from faststream.kafka.message import KafkaMessage
+from structlog.contextvars import bound_contextvars
 
 from shared.logging import get_logger
+from shared.observability.log_context import record_fields
 from shared.observability.metrics import Metrics
 
 log = get_logger(__name__)
@@ -48,19 +54,25 @@ class BatchConsumer:
         self._metrics = metrics
         self._failed_starts: dict[tuple[str, int], int] = {}
         self._failures = 0
+        metrics.prepare_stage(stage)
 
     async def __call__(self, msg: KafkaMessage) -> None:
         records = records_of(msg)
         if not records:
             return
+        with bound_contextvars(stage=self.stage):
+            await self._consume(msg, records)
+
+    async def _consume(self, msg: KafkaMessage, records: tuple[Record, ...]) -> None:
         self._metrics.stage_received.labels(stage=self.stage).inc(len(records))
         started = time.perf_counter()
         starts = _starts(records)
         # A rewound batch comes back from the same offsets, maybe with more records after.
         again = bool(self._failed_starts) and self._failed_starts.items() <= starts.items()
+        dead = 0
         try:
             if again and self._failures >= ISOLATE_AFTER_FAILURES:
-                await self._isolate(records)
+                dead = await self._isolate(records)
             else:
                 await self._process(records)
         except Exception as error:
@@ -69,7 +81,6 @@ class BatchConsumer:
             self._metrics.stage_failures.labels(stage=self.stage).inc()
             log.exception(
                 "batch_failed",
-                stage=self.stage,
                 records=len(records),
                 failures=self._failures,
                 error=repr(error),
@@ -80,24 +91,26 @@ class BatchConsumer:
             return
         self._failed_starts, self._failures = {}, 0
         self._metrics.stage_duration.labels(stage=self.stage).observe(time.perf_counter() - started)
+        self._metrics.stage_processed.labels(stage=self.stage, outcome="ok").inc(
+            len(records) - dead
+        )
         await commit(msg, self.stage)
 
-    async def _isolate(self, records: Sequence[Record]) -> None:
+    async def _isolate(self, records: Sequence[Record]) -> int:
+        """Process each record alone; returns how many were dead-lettered."""
+        dead = 0
         for record in records:
-            try:
-                await self._process([record])
-            except Exception as error:
-                log.exception(
-                    "record_dead_lettered",
-                    stage=self.stage,
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                )
-                await self._dead_letter(record, f"{type(error).__name__}: {error}")
-                self._metrics.stage_processed.labels(
-                    stage=self.stage, outcome="dead_lettered"
-                ).inc()
+            with bound_contextvars(**record_fields(record)):
+                try:
+                    await self._process([record])
+                except Exception as error:
+                    log.exception("record_dead_lettered")
+                    await self._dead_letter(record, f"{type(error).__name__}: {error}")
+                    self._metrics.stage_processed.labels(
+                        stage=self.stage, outcome="dead_lettered"
+                    ).inc()
+                    dead += 1
+        return dead
 
 
 def _starts(records: Sequence[Record]) -> dict[tuple[str, int], int]:

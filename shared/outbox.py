@@ -64,6 +64,18 @@ async def write(conn: Connection, messages: Sequence[OutboxMessage]) -> None:
     )
 
 
+async def backlog(conn: Connection) -> tuple[int, float]:
+    """(messages waiting, age in seconds of the oldest one, 0 when none), by the database's
+    clock on both ends."""
+    row = await conn.fetchrow(
+        "SELECT count(*) AS waiting,"
+        " coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest"
+        " FROM outbox"
+    )
+    assert row is not None
+    return int(row["waiting"]), float(row["oldest"])
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -116,7 +128,6 @@ class OutboxRelay:
                 self._batch_size,
             )
             if not rows:
-                self._metrics.outbox_backlog.set(0)
                 return 0
             futures = [
                 await self._publish(r["topic"], r["key"], r["payload"], r["headers"]) for r in rows
@@ -130,5 +141,4 @@ class OutboxRelay:
             counts[r["topic"]] = counts.get(r["topic"], 0) + 1
         for topic, n in counts.items():
             self._metrics.outbox_published.labels(topic=topic).inc(n)
-        self._metrics.outbox_backlog.set(0 if len(rows) < self._batch_size else len(rows))
         return len(rows)

@@ -1,9 +1,10 @@
 """What every service process is made of, and its HTTP face.
 
 A service is a Kafka broker with its subscribers, a PostgreSQL pool on its own schema, an
-outbox relay, optional background loops, and an HTTP app serving `/metrics`, `/healthz`,
-`/readyz` and `/asyncapi.json` (plus the service's own routes). Start order matters: the
-database is migrated and the topics exist before the first batch is consumed.
+outbox relay, optional background loops, samplers of its gauges (outbox backlog, consumer
+lag of its groups, and whatever the service adds), and an HTTP app serving `/metrics`,
+`/healthz`, `/readyz` and `/asyncapi.json` (plus the service's own routes). Start order
+matters: the database is migrated and the topics exist before the first batch is consumed.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from shared.contracts import TopicSpec
 from shared.db import Pool, create_pool, migrate
 from shared.kafka_client import client_options, producer_options
 from shared.logging import configure_logging, get_logger
+from shared.observability.lag import ConsumerLagMonitor, subscriptions_of
 from shared.observability.metrics import Metrics
+from shared.observability.sampling import sample_forever
 from shared.outbox import OutboxMessage, OutboxRelay
 from shared.settings import KafkaSettings, ServiceSettings
 from shared.topics import ensure_topics
@@ -41,6 +44,7 @@ from shared.web import ExactJSONResponse
 log = get_logger(__name__)
 
 BackgroundLoop = Callable[[], Coroutine[Any, Any, None]]
+Sample = Callable[[], Awaitable[object]]
 
 
 def broker_security(kafka: KafkaSettings) -> BaseSecurity | None:
@@ -91,6 +95,7 @@ class Runtime:
     broker: KafkaBroker = field(init=False)
     relay: OutboxRelay = field(init=False)
     background: list[BackgroundLoop] = field(default_factory=list)
+    samplers: dict[str, Sample] = field(default_factory=dict)
     _pool: Pool | None = None
     _ready: bool = False
 
@@ -140,7 +145,26 @@ class Runtime:
             self.metrics.dlq_messages.labels(topic=source.name).inc()
             self.relay.notify()
 
+        self.metrics.dlq_messages.labels(topic=source.name)  # at zero until the first
         return BatchConsumer(stage, process, dead_letter, self.metrics)
+
+    async def sample_outbox(self) -> None:
+        async with self.pool.acquire() as conn:
+            waiting, oldest_s = await outbox.backlog(conn)
+        self.metrics.outbox_backlog.set(waiting)
+        self.metrics.outbox_oldest_age.set(oldest_s)
+
+    async def run_samplers(self) -> None:
+        """Sample every gauge of the service each `metrics_interval_s`, until cancelled."""
+        lag = ConsumerLagMonitor(self.settings.kafka, subscriptions_of(self.broker), self.metrics)
+        every = self.settings.metrics_interval_s
+        samplers = {"outbox": self.sample_outbox, "consumer_lag": lag.sample, **self.samplers}
+        try:
+            await asyncio.gather(
+                *(sample_forever(name, sample, every) for name, sample in samplers.items())
+            )
+        finally:
+            await lag.close()
 
     async def start(self) -> None:
         settings = self.settings
@@ -186,7 +210,10 @@ def build_http_app(
         await runtime.start()
         if on_started is not None:
             await on_started()
-        tasks = [asyncio.create_task(runtime.relay.run(), name="outbox-relay")]
+        tasks = [
+            asyncio.create_task(runtime.relay.run(), name="outbox-relay"),
+            asyncio.create_task(runtime.run_samplers(), name="samplers"),
+        ]
         tasks += [
             asyncio.create_task(loop(), name=getattr(loop, "__name__", "loop"))
             for loop in runtime.background

@@ -100,6 +100,12 @@ class ServiceSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     instance: str = Field(default="", description="Instance name in logs; defaults to the pid.")
+    metrics_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often backlogs, consumer lag and regime progress "
+        "are sampled into their gauges (the local Prometheus scrapes every 5 s).",
+    )
 
     def clock(self) -> Clock:
         return clock_from(self.now, self.now_anchor)

@@ -39,6 +39,7 @@ class RollupStage:
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
         self._frames: dict[RegimePeriod, Frame | None] = {}
+        runtime.metrics.prepare_rollup(runtime.catalog.regime_codes)
 
     def frame(self, key: RegimePeriod) -> Frame | None:
         if key not in self._frames:

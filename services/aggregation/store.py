@@ -126,6 +126,26 @@ async def stored_snapshots(
     }
 
 
+async def completeness_at(
+    conn: Connection, scope: str, keys: Iterable[RegimePeriod]
+) -> dict[RegimePeriod, Completeness]:
+    """The completeness in the latest snapshot of one scope, per regime and period."""
+    regimes, periods = _pairs(keys)
+    rows = await conn.fetch(
+        """
+        SELECT s.regime, s.period, s.completeness FROM snapshots s
+        JOIN unnest($1::text[], $2::text[]) AS k(regime, period) USING (regime, period)
+        WHERE s.unit = $3
+        """,
+        regimes,
+        periods,
+        scope,
+    )
+    return {
+        (r["regime"], r["period"]): Completeness.model_validate(r["completeness"]) for r in rows
+    }
+
+
 async def save_snapshots(conn: Connection, snapshots: Sequence[AggregateSnapshot]) -> None:
     if not snapshots:
         return

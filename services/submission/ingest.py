@@ -28,6 +28,7 @@ from shared.contracts import (
 )
 from shared.db import Connection
 from shared.logging import get_logger
+from shared.observability.log_context import report_fields
 from shared.outbox import OutboxMessage
 from shared.runtime import Runtime
 
@@ -52,6 +53,7 @@ class Ingest:
     def __init__(self, runtime: Runtime, max_bytes: int) -> None:
         self._rt = runtime
         self._max_bytes = max_bytes
+        runtime.metrics.prepare_intake(runtime.catalog.regime_codes)
 
     # --- channels ----------------------------------------------------------------------
 
@@ -142,7 +144,7 @@ class Ingest:
         await store.add_pending_duplicates(conn, pending)
         for dup in duplicates:
             self._rt.metrics.duplicates.labels(channel=dup.channel.value).inc()
-            log.info("duplicate_report", report_id=dup.report.report_id, channel=dup.channel.value)
+            log.info("duplicate_report", **report_fields(dup.report), channel=dup.channel.value)
         return stored, messages
 
     def _forward(self, report: StoredReport) -> OutboxMessage:
@@ -168,7 +170,7 @@ class Ingest:
         self._rt.metrics.reports_malformed.labels(channel=channel.value, code=unreadable.code).inc()
         log.info(
             "report_unreadable",
-            report_id=unreadable.report_id,
+            **report_fields(unreadable),
             channel=channel.value,
             code=unreadable.code,
             issues=[i.message_en for i in unreadable.issues[:5]],

@@ -63,6 +63,7 @@ class VerdictStage:
         self._rt = runtime
         self._book = RuleBook(runtime.catalog)
         self._regimes = set(runtime.catalog.regime_codes)
+        runtime.metrics.prepare_verdicts(runtime.catalog.regime_codes)
 
     async def judge(self, records: Sequence[Record]) -> None:
         batch = _Batch()

@@ -1,15 +1,28 @@
 """Every domain metric of baocao, declared once, built against an injected registry.
 
 Names start `baocao_`, use base units (seconds, ratios) and bounded labels only: stage,
-regime (catalog codes or `unknown`), code, status, outcome, channel, topic, group,
-partition. Never ids. Dashboards and alert rules in `deploy/` may only use names that
-exist here (a test checks it). Transport metrics (`faststream_*`) come from faststream's
-Prometheus middleware.
+regime (catalog codes or `unknown`), period (only the open periods of a catalog regime),
+code, status, outcome, channel, topic, group, partition. Never ids. Dashboards and alert
+rules in `deploy/` may only use names that exist here (a test checks it). Transport
+metrics (`faststream_*`) come from faststream's Prometheus middleware.
+
+Counters whose label values are known in advance are created at zero when the step that
+moves them is built (`prepare_*`), so that a rate or an alert sees the first increment
+and a dashboard shows 0 rather than "no data".
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from shared.contracts import Channel, DeliveryOutcome, Status
+
+UNKNOWN_REGIME = "unknown"
+# Validation's verdicts; `duplicate` is submission's answer, never a verdict.
+VERDICT_STATUSES = (Status.ACCEPTED.value, Status.REJECTED.value)
+STAGE_OUTCOMES = ("ok", "dead_lettered")
 
 # Receipt to snapshot and to hub acknowledgement: from tens of milliseconds to an outage.
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -142,7 +155,12 @@ class Metrics:
         # Plumbing.
         self.outbox_backlog = Gauge(
             "baocao_outbox_backlog",
-            "Messages written to the outbox and not yet acknowledged by Kafka.",
+            "Messages written to the outbox and not yet acknowledged by Kafka (sampled).",
+            registry=registry,
+        )
+        self.outbox_oldest_age = Gauge(
+            "baocao_outbox_oldest_age_seconds",
+            "Age of the oldest message waiting in the outbox, 0 when it is empty (sampled).",
             registry=registry,
         )
         self.outbox_published = Counter(
@@ -153,10 +171,75 @@ class Metrics:
         )
         self.consumer_lag = Gauge(
             "baocao_consumer_lag_messages",
-            "Messages in a partition not yet committed by a consumer group.",
+            "Messages in a partition not yet committed by a consumer group (sampled).",
             ["group", "topic", "partition"],
             registry=registry,
         )
+        # Regimes and their open periods, province scope (sampled by aggregation from the
+        # snapshots it stored; DESIGN §4 completeness).
+        self.regime_completeness = Gauge(
+            "baocao_regime_completeness_ratio",
+            "Share of the expected reporting units with an accepted report, province scope.",
+            ["regime", "period"],
+            registry=registry,
+        )
+        self.regime_on_time = Gauge(
+            "baocao_regime_on_time_ratio",
+            "Share of the expected reporting units whose first accepted report was on time.",
+            ["regime", "period"],
+            registry=registry,
+        )
+        self.regime_missing_units = Gauge(
+            "baocao_regime_missing_units",
+            "Expected reporting units without an accepted report, province scope.",
+            ["regime", "period"],
+            registry=registry,
+        )
+        self.regime_expected_units = Gauge(
+            "baocao_regime_expected_units",
+            "Reporting units expected to report, province scope.",
+            ["regime", "period"],
+            registry=registry,
+        )
+        self.regime_deadline = Gauge(
+            "baocao_regime_deadline_seconds",
+            "Seconds until the end of the unit_to_province deadline day; negative after it.",
+            ["regime", "period"],
+            registry=registry,
+        )
+
+    # --- label sets known in advance, created at zero ------------------------------------
+
+    def prepare_stage(self, stage: str) -> None:
+        self.stage_received.labels(stage=stage)
+        self.stage_failures.labels(stage=stage)
+        self.stage_duration.labels(stage=stage)
+        for outcome in STAGE_OUTCOMES:
+            self.stage_processed.labels(stage=stage, outcome=outcome)
+
+    def prepare_intake(self, regimes: Sequence[str]) -> None:
+        for channel in (c.value for c in Channel):
+            self.duplicates.labels(channel=channel)
+            for regime in (*regimes, UNKNOWN_REGIME):
+                self.reports_received.labels(regime=regime, channel=channel)
+
+    def prepare_verdicts(self, regimes: Sequence[str]) -> None:
+        for regime in (*regimes, UNKNOWN_REGIME):
+            self.late_reports.labels(regime=regime)
+            for status in VERDICT_STATUSES:
+                self.verdicts.labels(regime=regime, status=status)
+
+    def prepare_rollup(self, regimes: Sequence[str]) -> None:
+        for regime in regimes:
+            self.snapshots_emitted.labels(regime=regime)
+            self.receipt_to_snapshot.labels(regime=regime)
+
+    def prepare_delivery(self, regimes: Sequence[str]) -> None:
+        for outcome in (o.value for o in DeliveryOutcome):
+            self.hub_deliveries.labels(outcome=outcome)
+        for regime in regimes:
+            self.receipt_to_hub.labels(regime=regime)
+            self.snapshot_to_hub.labels(regime=regime)
 
 
 class HubSimulatorMetrics:
