@@ -4,8 +4,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.settings import ServiceSettings
 
-DAY_MS = 86_400_000
-
 
 class RetentionSection(BaseModel):
     """How long Kafka keeps records. PostgreSQL holds every report and verdict for good;
