@@ -1,6 +1,7 @@
 """Command line: `python -m devstack start|stop [kafka|postgres|prometheus|all]`, `status`,
-`fetch-kafka`, `env`, `run [--no-traffic]`. This module is the composition root: settings
-from the environment are read once here and passed to each server.
+`fetch-kafka`, `env`, `run [--no-traffic]`, `cluster start|stop|status|kill NODE`. This
+module is the composition root: settings from the environment are read once here and passed
+to each server.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from devstack import DevstackError
+from devstack.cluster import KafkaCluster
 from devstack.kafka import BOOTSTRAP_VARIABLE, KAFKA_VERSION, Kafka, KafkaAddress, fetch
 from devstack.paths import Layout
 from devstack.postgres import DSN_VARIABLE, Dsn, Postgres
@@ -79,6 +81,33 @@ def env_lines(environ: Mapping[str, str]) -> list[str]:
     ]
 
 
+def cluster_command(layout: Layout, action: str, node: int | None) -> bool:
+    """The three-node KRaft cluster on loopback (devstack/cluster.py)."""
+    cluster = KafkaCluster(layout, layout.cluster)
+    if action == "status":
+        for status in cluster.statuses():
+            print(status.line())
+        return True
+    if action == "kill":
+        if node is None:
+            raise DevstackError("cluster kill needs the node to kill (1, 2 or 3)")
+        killed = cluster.kill(node)
+        print(f"node {node} {'killed (SIGKILL)' if killed else 'was not running'}")
+        return True
+    with exclusive(layout.lock):
+        if action == "start":
+            began = time.monotonic()
+            outcome = cluster.start([node] if node is not None else None)
+            elapsed = f"in {time.monotonic() - began:.1f} s"
+            state = f"started {elapsed}" if outcome is Outcome.STARTED else "already running"
+            print(f"cluster {cluster.address} {state}")
+            print(f"export BAOCAO_KAFKA__BOOTSTRAP_SERVERS={cluster.address}")
+        else:
+            stopped = cluster.stop()
+            print(f"cluster {'stopped' if stopped else 'was not running'}")
+    return True
+
+
 def target(text: str) -> str:
     if text not in (*SERVER_NAMES, "all"):
         raise argparse.ArgumentTypeError(f"unknown server {text!r}")
@@ -106,6 +135,18 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("status", help="one line per server: state, pid, address")
     commands.add_parser("fetch-kafka", help=f"only download Kafka {KAFKA_VERSION}'s jars")
     commands.add_parser("env", help="print `export` lines for the servers' addresses")
+    cluster = commands.add_parser(
+        "cluster",
+        prog="scripts/cluster",
+        help="a three-node KRaft cluster on 127.0.0.1:19092-19094 (state in <local>/cluster)",
+    )
+    cluster.add_argument("action", choices=("start", "stop", "status", "kill"))
+    cluster.add_argument(
+        "node",
+        nargs="?",
+        type=int,
+        help="start: only this node (restart after a kill); kill: the node to SIGKILL",
+    )
     running = commands.add_parser(
         "run",
         prog="scripts/run",
@@ -135,6 +176,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
             state = "downloaded to" if downloaded else "already in"
             print(f"kafka {KAFKA_VERSION} jars {state} {layout.kafka_lib}")
             return 0
+        if arguments.command == "cluster":
+            return 0 if cluster_command(layout, arguments.action, arguments.node) else 1
         servers = build_servers(layout, environ)
         if arguments.command == "run":
             # Imported here: only `run` needs the HTTP and metrics clients.

@@ -145,6 +145,38 @@ def render_properties(address: KafkaAddress, data: Path) -> str:
     return "\n".join([header, *lines]) + "\n"
 
 
+def java_command(
+    layout: Layout, main_class: str, *arguments: str, heap: tuple[str, ...] = HEAP_OPTIONS
+) -> list[str]:
+    """A JVM running `main_class` from the fetched jars, logging as deploy/local says."""
+    java = require("java", JAVA_HINT)
+    return [
+        java,
+        *heap,
+        "-cp",
+        f"{layout.kafka_lib}/*",
+        f"-Dlog4j2.configurationFile={layout.kafka_log4j}",
+        main_class,
+        *arguments,
+    ]
+
+
+def run_storage_tool(layout: Layout, *arguments: str) -> str:
+    command = java_command(layout, STORAGE_TOOL, *arguments)
+    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    if result.returncode != 0:
+        raise DevstackError(f"StorageTool {arguments[0]} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def new_cluster_id(layout: Layout) -> str:
+    output_lines = run_storage_tool(layout, "random-uuid").split()
+    cluster_id = output_lines[-1] if output_lines else ""
+    if not _CLUSTER_ID.match(cluster_id):
+        raise DevstackError(f"StorageTool random-uuid printed no cluster id: {output_lines}")
+    return cluster_id
+
+
 def fetch(layout: Layout) -> bool:
     """Download the broker's jars unless present; True when it downloaded."""
     marker = layout.kafka_lib / "VERSIONS"
@@ -190,36 +222,21 @@ class Kafka:
         return str(self._address)
 
     def _java_command(self, main_class: str, *arguments: str) -> list[str]:
-        java = require("java", JAVA_HINT)
-        return [
-            java,
-            *HEAP_OPTIONS,
-            "-cp",
-            f"{self.layout.kafka_lib}/*",
-            f"-Dlog4j2.configurationFile={self.layout.kafka_log4j}",
-            main_class,
-            *arguments,
-        ]
-
-    def _run_tool(self, *arguments: str) -> str:
-        command = self._java_command(STORAGE_TOOL, *arguments)
-        result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
-        if result.returncode != 0:
-            raise DevstackError(
-                f"StorageTool {arguments[0]} failed:\n{result.stdout}{result.stderr}"
-            )
-        return result.stdout
+        return java_command(self.layout, main_class, *arguments)
 
     def _format_storage(self) -> None:
         if (self.layout.kafka_data / "meta.properties").exists():
             return
-        output_lines = self._run_tool("random-uuid").split()
-        cluster_id = output_lines[-1] if output_lines else ""
-        if not _CLUSTER_ID.match(cluster_id):
-            raise DevstackError(f"StorageTool random-uuid printed no cluster id: {output_lines}")
+        cluster_id = new_cluster_id(self.layout)
         say(self.name, f"formatting storage (cluster id {cluster_id})")
-        self._run_tool(
-            "format", "-t", cluster_id, "-c", str(self.layout.kafka_properties), "--standalone"
+        run_storage_tool(
+            self.layout,
+            "format",
+            "-t",
+            cluster_id,
+            "-c",
+            str(self.layout.kafka_properties),
+            "--standalone",
         )
 
     def start(self) -> Outcome:

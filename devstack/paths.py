@@ -52,6 +52,11 @@ class Layout:
         return self.repo / "deploy" / "local" / "log4j2.yaml"
 
     @property
+    def cluster(self) -> Path:
+        """The three-node cluster's state (`devstack cluster`)."""
+        return self.local / "cluster"
+
+    @property
     def postgres(self) -> Path:
         return self.local / "postgres"
 

@@ -65,7 +65,8 @@ def build_broker(
 ) -> KafkaBroker:
     kafka = settings.kafka
     return KafkaBroker(
-        kafka.bootstrap_servers,
+        # faststream takes a string as one address: a cluster's "a:9092,b:9092" is split here.
+        [address.strip() for address in kafka.bootstrap_servers.split(",") if address.strip()],
         security=broker_security(kafka),
         client_id=f"baocao-{service}",
         allow_auto_create_topics=False,  # topics are created by `ensure_topics`

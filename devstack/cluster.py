@@ -1,0 +1,311 @@
+"""A three-node Apache Kafka cluster in KRaft mode on loopback, from the same jars as the
+single broker: production's replication (3 replicas, `min.insync.replicas=2`) on one
+machine, for the reliability test and for trying a broker loss by hand.
+
+Each node is a combined broker and controller, so the controller quorum has three voters
+and keeps its majority when one node is lost. State lives under `<local>/cluster/`
+(`node-<id>/data`, `node-<id>/server.properties`, `logs/`, `run/`); every node is
+formatted with the same cluster id, kept in `cluster.id`.
+
+    python -m devstack cluster start|stop|status|kill NODE   (or scripts/cluster ...)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+# psutil ships no types and the project does not pin types-psutil.
+import psutil  # type: ignore[import-untyped]
+
+from devstack import DevstackError, NotReadyError
+from devstack.kafka import STARTED_LINE, fetch, java_command, new_cluster_id, run_storage_tool
+from devstack.paths import Layout
+from devstack.processes import (
+    LogCursor,
+    Outcome,
+    PidFile,
+    Status,
+    port_open,
+    say,
+    spawn,
+    terminate_group,
+    wait_for,
+)
+
+HOST = "127.0.0.1"
+BROKER_PORTS = (19092, 19093, 19094)
+CONTROLLER_PORTS = (19095, 19096, 19097)
+# Three JVMs share the machine with the services: a smaller heap than the single broker's.
+HEAP_OPTIONS = ("-Xms128m", "-Xmx512m")
+READY_TIMEOUT_S = 120.0
+MAIN_CLASS = "kafka.Kafka"
+
+
+@dataclass(frozen=True)
+class Node:
+    node_id: int
+    broker_port: int
+    controller_port: int
+
+    @property
+    def broker(self) -> str:
+        return f"{HOST}:{self.broker_port}"
+
+    @property
+    def controller(self) -> str:
+        return f"{HOST}:{self.controller_port}"
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Where the nodes listen; node ids are 1, 2, 3 in port order."""
+
+    broker_ports: tuple[int, ...] = BROKER_PORTS
+    controller_ports: tuple[int, ...] = CONTROLLER_PORTS
+
+    def __post_init__(self) -> None:
+        if len(self.broker_ports) != len(self.controller_ports):
+            raise DevstackError("every node needs one broker port and one controller port")
+        if len(set(self.broker_ports + self.controller_ports)) != 2 * len(self.broker_ports):
+            raise DevstackError("the cluster's ports must all differ")
+
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        pairs = zip(self.broker_ports, self.controller_ports, strict=True)
+        return tuple(Node(index, broker, ctl) for index, (broker, ctl) in enumerate(pairs, 1))
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.broker for node in self.nodes)
+
+    @property
+    def voters(self) -> str:
+        return ",".join(f"{node.node_id}@{node.controller}" for node in self.nodes)
+
+    def node(self, node_id: int) -> Node:
+        for node in self.nodes:
+            if node.node_id == node_id:
+                return node
+        raise DevstackError(f"no node {node_id}: the cluster has nodes 1 to {len(self.nodes)}")
+
+
+def render_node_properties(spec: ClusterSpec, node: Node, data: Path) -> str:
+    """server.properties of one node: production's durability, test-sized timeouts."""
+    replicas = len(spec.nodes)
+    settings = {
+        "process.roles": "broker,controller",
+        "node.id": str(node.node_id),
+        "controller.quorum.voters": spec.voters,
+        "listeners": f"PLAINTEXT://{node.broker},CONTROLLER://{node.controller}",
+        "advertised.listeners": f"PLAINTEXT://{node.broker}",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(data),
+        "auto.create.topics.enable": "false",
+        "num.partitions": "12",
+        # Topics made without explicit settings get production's durability too: with
+        # acks=all a write needs two live replicas, so losing one node loses nothing.
+        "default.replication.factor": str(replicas),
+        "min.insync.replicas": str(min(2, replicas)),
+        "unclean.leader.election.enable": "false",
+        "offsets.topic.replication.factor": str(replicas),
+        "offsets.topic.num.partitions": "12",
+        "transaction.state.log.replication.factor": str(replicas),
+        "transaction.state.log.min.isr": str(min(2, replicas)),
+        "group.initial.rebalance.delay.ms": "0",
+        # A killed node is fenced (and dropped from every ISR) after 6 s instead of 9 s.
+        "broker.session.timeout.ms": "6000",
+        "broker.heartbeat.interval.ms": "1000",
+        "log.retention.hours": "24",
+    }
+    lines = [f"{key}={value}" for key, value in settings.items()]
+    return "\n".join(["# generated by devstack/cluster.py at each start", *lines]) + "\n"
+
+
+class KafkaCluster:
+    """Start, stop, kill and restart the nodes of one local cluster."""
+
+    name = "cluster"
+
+    def __init__(self, layout: Layout, state: Path, spec: ClusterSpec | None = None) -> None:
+        self.layout = layout
+        self.state = state
+        self.spec = spec or ClusterSpec()
+        # Nodes this object started, reaped when they stop (a test's cluster); nodes
+        # started by an earlier command are found through their pid files.
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    @property
+    def address(self) -> str:
+        return self.spec.bootstrap
+
+    def node_dir(self, node_id: int) -> Path:
+        return self.state / f"node-{node_id}"
+
+    def properties(self, node_id: int) -> Path:
+        return self.node_dir(node_id) / "server.properties"
+
+    def log(self, node_id: int) -> Path:
+        return self.state / "logs" / f"node-{node_id}.log"
+
+    def pid_file(self, node_id: int) -> PidFile:
+        return PidFile(self.state / "run" / f"node-{node_id}.pid", str(self.properties(node_id)))
+
+    def _cluster_id(self) -> str:
+        path = self.state / "cluster.id"
+        if not path.exists():
+            self.state.mkdir(parents=True, exist_ok=True)
+            path.write_text(new_cluster_id(self.layout) + "\n")
+        return path.read_text().strip()
+
+    def _prepare(self, node: Node) -> None:
+        data = self.node_dir(node.node_id) / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        properties = self.properties(node.node_id)
+        properties.write_text(render_node_properties(self.spec, node, data))
+        if not (data / "meta.properties").exists():
+            run_storage_tool(self.layout, "format", "-t", self._cluster_id(), "-c", str(properties))
+
+    def _spawn(self, node: Node) -> tuple[subprocess.Popen[bytes], LogCursor]:
+        for port in (node.broker_port, node.controller_port):
+            if port_open(HOST, port):
+                raise DevstackError(f"{HOST}:{port} is in use by a process not started here")
+        self._prepare(node)
+        log = self.log(node.node_id)
+        cursor = LogCursor(log)
+        command = java_command(
+            self.layout, MAIN_CLASS, str(self.properties(node.node_id)), heap=HEAP_OPTIONS
+        )
+        process = spawn(command, log, cwd=self.node_dir(node.node_id))
+        self.pid_file(node.node_id).write(process.pid)
+        self._children[node.node_id] = process
+        return process, cursor
+
+    def _reap(self, node_id: int) -> None:
+        child = self._children.pop(node_id, None)
+        if child is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=10)
+
+    def start(self, node_ids: Sequence[int] | None = None) -> Outcome:
+        """Start the nodes that are not running (all of them by default), then wait until
+        every node is registered and answers metadata requests."""
+        fetch(self.layout)
+        wanted = [self.spec.node(n) for n in node_ids] if node_ids else list(self.spec.nodes)
+        missing = [node for node in wanted if self.pid_file(node.node_id).process() is None]
+        if not missing:
+            return Outcome.ALREADY_RUNNING
+        if not self.state.joinpath("cluster.id").exists():
+            say(self.name, f"formatting {len(self.spec.nodes)} nodes under {self.state}")
+        started = []
+        try:
+            # Started together: a controller waits for a quorum majority before serving.
+            for node in missing:
+                started.append((node, *self._spawn(node)))
+            for node, process, cursor in started:
+                self._wait_started(node, process, cursor)
+            if not asyncio.run(self._registered(len(self.spec.nodes), READY_TIMEOUT_S)):
+                logs = "\n".join(cursor.report() for _, _, cursor in started)
+                raise NotReadyError(f"the cluster's brokers did not all register\n{logs}")
+        except BaseException:
+            for node, process, _ in started:
+                terminate_group(process.pid)
+                self.pid_file(node.node_id).remove()
+                self._reap(node.node_id)
+            raise
+        return Outcome.STARTED
+
+    def _wait_started(
+        self, node: Node, process: subprocess.Popen[bytes], cursor: LogCursor
+    ) -> None:
+        def listening() -> bool:
+            if process.poll() is not None:
+                raise NotReadyError(
+                    f"node {node.node_id} exited with code {process.returncode}\n{cursor.report()}"
+                )
+            return cursor.contains(STARTED_LINE) and port_open(HOST, node.broker_port)
+
+        if not wait_for(listening, READY_TIMEOUT_S):
+            raise NotReadyError(
+                f"node {node.node_id} did not start within {READY_TIMEOUT_S:.0f} s\n"
+                f"{cursor.report()}"
+            )
+
+    async def _registered(self, count: int, timeout_s: float) -> bool:
+        """Whether a client sees `count` brokers in the cluster's metadata in time."""
+        # Imported here: only a start needs a Kafka client, not `status` or `stop`.
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        async def round_trip() -> None:
+            while True:
+                client = AIOKafkaAdminClient(
+                    bootstrap_servers=self.spec.bootstrap, request_timeout_ms=5000
+                )
+                try:
+                    await client.start()
+                    described = await client.describe_cluster()
+                    if len(described["brokers"]) >= count:
+                        return
+                except Exception:  # any failure while the cluster settles means "try again"
+                    await asyncio.sleep(0.5)
+                finally:
+                    await client.close()
+                await asyncio.sleep(0.5)
+
+        try:
+            async with asyncio.timeout(timeout_s):
+                await round_trip()
+        except TimeoutError:
+            return False
+        return True
+
+    def kill(self, node_id: int) -> bool:
+        """SIGKILL one node, as a crash or a pulled plug: no shutdown hook runs."""
+        pid_file = self.pid_file(self.spec.node(node_id).node_id)
+        process = pid_file.process()
+        if process is None:
+            return False
+        os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(psutil.Error, ChildProcessError):
+            process.wait(timeout=10)
+        self._reap(node_id)
+        pid_file.remove()
+        return True
+
+    def stop(self) -> bool:
+        """Stop every node; False when none was running. All are signalled at once: a node
+        left alone waits for a quorum that is gone before it can shut down cleanly."""
+        running = []
+        for node in self.spec.nodes:
+            pid_file = self.pid_file(node.node_id)
+            process = pid_file.process()
+            if process is not None:
+                running.append((pid_file, process))
+        for _, process in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for pid_file, process in running:
+            terminate_group(process.pid)
+            pid_file.remove()
+        for node_id in list(self._children):
+            self._reap(node_id)
+        return bool(running)
+
+    def statuses(self) -> list[Status]:
+        lines = []
+        for node in self.spec.nodes:
+            process = self.pid_file(node.node_id).process()
+            name = f"node {node.node_id}"
+            if process is None:
+                lines.append(Status(name, "stopped", node.broker))
+            else:
+                lines.append(Status(name, "running", node.broker, process.pid))
+        return lines

@@ -1,0 +1,5 @@
+import sys
+
+from services.topics.cli import main
+
+sys.exit(main())

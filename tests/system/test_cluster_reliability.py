@@ -1,0 +1,269 @@
+"""On a three-node Kafka cluster with production's replication (3 replicas, min.insync.replicas
+2, topics provisioned by `python -m services.topics`), reports keep flowing while one broker
+is SIGKILLed and after it comes back, and while one of two aggregation instances in the same
+consumer group is SIGKILLed: every report gets exactly one verdict, the hub ends with the
+exact province totals of the latest accepted revisions, the group rebalances to the survivor
+and nothing is left uncommitted."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.cluster import KafkaCluster
+from services.aggregation.folds import Figures, fold, frame_for, snapshot
+from shared import codec
+from shared.catalog import load_catalog
+from shared.contracts import ACCEPTED, INBOUND, OUTCOMES, TOPICS, Outcome, Report, Status
+from shared.settings import REPO_ROOT
+from tests.harness import TopicReader, eventually, produce
+from tests.system.cluster import ClusterView, ScaledStack, in_thread, local_cluster
+from tests.system.conftest import NOW
+from tests.system.stack import HubReader
+from tests.system.test_pipeline import as_accepted, kstt, ktxh, nvcp
+
+PARTITIONS = 6
+SCOPES = (("KSTT-TTHC", "2026-Q1"), ("KTXH-M", "2026-M03"), ("NVCP-S", "2026-S1"))
+AGGREGATE = "baocao_stage_messages_received_total"
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[KafkaCluster]:
+    with local_cluster(tmp_path / "cluster") as running:
+        yield running
+
+
+@pytest.fixture
+def scaled_stack(
+    cluster: KafkaCluster, namespace: str, postgres_dsn: str, tmp_path: Path
+) -> Iterator[ScaledStack]:
+    """Topics provisioned as in production, then every service, aggregation twice."""
+    durability = {
+        "BAOCAO_KAFKA__REPLICATION_FACTOR": "3",
+        "BAOCAO_KAFKA__MIN_INSYNC_REPLICAS": "2",
+        "BAOCAO_KAFKA__PARTITIONS": str(PARTITIONS),
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BAOCAO_")}
+    env |= durability | {
+        "BAOCAO_KAFKA__BOOTSTRAP_SERVERS": cluster.address,
+        "BAOCAO_KAFKA__NAMESPACE": namespace,
+    }
+    provisioned = subprocess.run(
+        [sys.executable, "-m", "services.topics"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert provisioned.returncode == 0, provisioned.stdout + provisioned.stderr
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    stack = ScaledStack(
+        namespace,
+        cluster.address,
+        postgres_dsn,
+        logs,
+        now=NOW,
+        extra_env=durability,
+        instances={"aggregation": 2},
+    )
+    try:
+        stack.start_all()
+        yield stack
+    finally:
+        stack.stop_all()
+
+
+def unit_reports() -> list[Report]:
+    """Revision 1 of every reporter of the three open periods, with distinct figures."""
+    catalog = load_catalog(REPO_ROOT / "catalog")
+    reports: list[Report] = []
+    for regime, period in SCOPES:
+        frame = frame_for(catalog, regime, period)
+        assert frame is not None
+        for index, unit in enumerate(frame.reporters["TB"]):
+            if regime == "KSTT-TTHC":
+                reports.append(kstt(unit, 100 + 7 * index))
+            elif regime == "KTXH-M":
+                reports.append(ktxh(unit, f"{100 + index}.{index:03d}"))
+            else:
+                reports.append(nvcp(unit, 15 + 3 * index))
+    return reports
+
+
+def expected_figures(counted: list[Report]) -> dict[tuple[str, str], Figures]:
+    """The province snapshots, recomputed by the same pure fold aggregation runs."""
+    catalog = load_catalog(REPO_ROOT / "catalog")
+    figures = {}
+    for regime, period in SCOPES:
+        frame = frame_for(catalog, regime, period)
+        assert frame is not None
+        state = fold(as_accepted(r) for r in counted if (r.regime, r.period) == (regime, period))
+        figures[(regime, period)] = snapshot(state, frame, "TB")
+    return figures
+
+
+async def send(stack: ScaledStack, reports: list[Report]) -> None:
+    topic = f"{stack.namespace}{INBOUND.name}"
+    await produce(stack.bootstrap, topic, [(None, codec.dumps(r)) for r in reports])
+
+
+async def verdicts(outcomes: TopicReader, ids: set[str], timeout: float) -> list[Outcome]:
+    """Waits until every report in `ids` has a verdict; returns all verdicts read so far."""
+
+    async def all_judged() -> list[Outcome] | None:
+        seen = [codec.decode(Outcome, r.value) for r in await outcomes.poll()]
+        return seen if ids <= {v.report_id for v in seen} else None
+
+    return await eventually(all_judged, timeout=timeout, interval=0.5)
+
+
+async def busiest_broker(view: ClusterView, topics: list[str]) -> int:
+    leaders = Counter(p.leader for p in await view.partitions(topics))
+    return leaders.most_common(1)[0][0]
+
+
+@pytest.mark.timeout(600)
+async def test_reports_survive_a_broker_kill_and_an_instance_kill_with_exact_totals(
+    cluster: KafkaCluster, scaled_stack: ScaledStack
+) -> None:
+    stack = scaled_stack
+    view = ClusterView(cluster.address)
+    topics = [f"{stack.namespace}{t.name}" for t in TOPICS]
+    group = f"{stack.namespace}baocao.aggregation"
+
+    # Provisioned as in production: three replicas, two in sync needed for a write.
+    for state in await view.partitions(topics):
+        assert len(state.replicas) == 3, state
+    accepted_topic = f"{stack.namespace}{ACCEPTED.name}"
+    assert await view.topic_config(accepted_topic, "min.insync.replicas") == "2"
+    assert await view.topic_config(f"{stack.namespace}aggregates.v1", "cleanup.policy") == (
+        "compact"
+    )
+
+    async def both_members() -> bool:
+        return await view.group(group) == ("Stable", 2)
+
+    await eventually(both_members, timeout=60, interval=0.5)
+
+    first = unit_reports()
+    waves = [first[0::3], first[1::3], first[2::3]]
+    async with TopicReader(stack.bootstrap, f"{stack.namespace}{OUTCOMES.name}") as outcomes:
+        # Wave 1 on the healthy cluster.
+        await send(stack, waves[0])
+        await verdicts(outcomes, {r.report_id for r in waves[0]}, timeout=90)
+
+        # Wave 2 while the broker leading the most partitions is dead (SIGKILL).
+        victim = await busiest_broker(view, topics)
+        assert await asyncio.to_thread(cluster.kill, victim)
+        await send(stack, waves[1])
+        await verdicts(outcomes, {r.report_id for r in waves[1]}, timeout=120)
+
+        async def shrunk() -> bool:
+            states = await view.partitions(topics)
+            return all(victim not in s.isr and len(s.isr) == 2 for s in states)
+
+        await eventually(shrunk, timeout=30, interval=0.5)  # fenced, never below min ISR
+
+        # The broker comes back and catches up: every partition has three in-sync replicas.
+        await asyncio.to_thread(in_thread, cluster.start, [victim])
+
+        async def fully_replicated() -> bool:
+            return all(len(s.isr) == 3 for s in await view.partitions(topics))
+
+        await eventually(fully_replicated, timeout=120, interval=1.0)
+
+        # Wave 3 while one of the two aggregation instances is SIGKILLed: the one that has
+        # done work (the scopes' keys may all live on its partitions).
+        await send(stack, waves[2][: len(waves[2]) // 2])
+        done = {
+            name: await asyncio.to_thread(stack.counter, name, AGGREGATE, stage="aggregate")
+            for name in ("aggregation", "aggregation-2")
+        }
+        assert sum(done.values()) >= len(waves[0]) + len(waves[1])
+        killed = max(done, key=lambda name: done[name])
+        stack.kill(killed)
+        await send(stack, waves[2][len(waves[2]) // 2 :])
+
+        async def survivor_alone() -> bool:
+            return await view.group(group) == ("Stable", 1)
+
+        await eventually(survivor_alone, timeout=90, interval=0.5)
+
+        # Then corrections (a higher revision replaces, never adds) and exact duplicates.
+        corrected = [
+            kstt(first[0].unit, 400, revision=2),
+            kstt(first[3].unit, 333, revision=2),
+            ktxh(first[17].unit, "9876543210.123456789").model_copy(update={"revision": 2}),
+            nvcp(first[-1].unit, 99).model_copy(update={"revision": 2}),
+        ]
+        duplicates = [first[1], first[20], corrected[0]]
+        await send(stack, corrected)
+        await verdicts(outcomes, {r.report_id for r in corrected}, timeout=90)
+        await send(stack, duplicates)
+        every_id = {r.report_id for r in [*first, *corrected]}
+        seen = await verdicts(outcomes, every_id, timeout=120)
+
+        async def duplicates_answered() -> list[Outcome] | None:
+            current = [codec.decode(Outcome, r.value) for r in await outcomes.poll()]
+            count = sum(v.status is Status.DUPLICATE for v in current)
+            return current if count >= len(duplicates) else None
+
+        seen = await eventually(duplicates_answered, timeout=90, interval=0.5)
+
+    # Exactly one verdict per report, all accepted; one `duplicate` per resend.
+    first_verdicts = [v for v in seen if v.status is not Status.DUPLICATE]
+    assert Counter(v.report_id for v in first_verdicts) == Counter(every_id)
+    rejected = [(v.report_id, [i.code for i in v.issues]) for v in first_verdicts]
+    assert all(v.status is Status.ACCEPTED for v in first_verdicts), rejected
+    assert sorted(v.report_id for v in seen if v.status is Status.DUPLICATE) == sorted(
+        r.report_id for r in duplicates
+    )
+
+    # The hub holds the exact province totals of the latest revision of every unit.
+    expected = expected_figures([*first, *corrected])
+    hub = HubReader(stack.url("hub_simulator"))
+    try:
+        for (regime, period), figures in expected.items():
+
+            async def arrived(
+                regime: str = regime, period: str = period, figures: Figures = figures
+            ) -> dict[str, Any] | None:
+                answer = await asyncio.to_thread(hub.aggregate, regime, period, "TB")
+                if answer.status_code != 200:
+                    return None
+                held: dict[str, Any] = codec.loads(answer.content)
+                return held if held["values"] == dict(figures.values) else None
+
+            held = await eventually(arrived, timeout=120, interval=1.0)
+            assert held["completeness"]["reported"] == figures.completeness.reported
+            assert held["completeness"]["expected"] == figures.completeness.expected
+            assert held["completeness"]["missing"] == []
+        log = await asyncio.to_thread(hub.received)
+    finally:
+        hub.close()
+    for scope in {(e["regime"], e["period"], e["unit"]) for e in log}:
+        versions = [e["version"] for e in log if (e["regime"], e["period"], e["unit"]) == scope]
+        assert versions == sorted(versions), scope  # never an older version after a newer one
+    # Two corrections replaced their units' first figures (never added to them).
+    online = [Decimal(str(r.values["RECEIVED_ONLINE"])) for r in first if r.regime == "KSTT-TTHC"]
+    replaced = online[0] + online[3]
+    total = expected[("KSTT-TTHC", "2026-Q1")].values["RECEIVED_ONLINE"]
+    assert total == sum(online, Decimal(0)) - replaced + 400 + 333
+
+    # The surviving instance carried on: nothing left uncommitted in its group.
+    async def drained() -> bool:
+        return await view.lag(group, accepted_topic) == 0
+
+    await eventually(drained, timeout=60, interval=1.0)

@@ -1,0 +1,259 @@
+"""deploy/ checked without an engine or a cluster: the Dockerfile by hadolint, the compose
+file by the compose-spec schema (and `docker compose config` where the plugin exists), the
+Kubernetes manifests by the API's JSON schemas, strictly; and all of them against the code
+(commands, ports, consumer groups, topics, the Kafka version)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from devstack.kafka import KAFKA_VERSION
+from shared.contracts import ACCEPTED, AGGREGATES, INBOUND, RECEIVED
+from shared.settings import REPO_ROOT, KafkaSettings
+
+DEPLOY = REPO_ROOT / "deploy"
+K8S = DEPLOY / "k8s"
+COMPOSE = DEPLOY / "compose" / "compose.yaml"
+ENTRYPOINT = DEPLOY / "image" / "entrypoint.sh"
+KUBERNETES_VERSION = "1.33.0"
+COMMANDS = {"submission", "validation", "aggregation", "connector", "hub_simulator"}
+CONSUMED = {
+    "submission": INBOUND.name,
+    "validation": RECEIVED.name,
+    "aggregation": ACCEPTED.name,
+    "connector": AGGREGATES.name,
+}
+# Kinds the Kubernetes API does not define: checked below against the code instead.
+NOT_KUBERNETES = {"Kustomization", "ScaledObject", "TriggerAuthentication"}
+
+
+def tool(name: str) -> str:
+    """A validator installed in the venv by scripts/install (pinned in pyproject.toml)."""
+    found = shutil.which(name, path=str(Path(sys.executable).parent))
+    assert found, f"{name} is not installed: run scripts/install"
+    return found
+
+
+def manifests() -> Iterator[tuple[Path, dict[str, Any]]]:
+    for path in sorted(K8S.rglob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            if document:
+                yield path, document
+
+
+def of_kind(kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for _, d in manifests() if d["kind"] == kind}
+
+
+def test_the_dockerfile_passes_hadolint() -> None:
+    result = subprocess.run(
+        [tool("hadolint"), "--failure-threshold", "info", str(REPO_ROOT / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_image_copies_what_exists_and_runs_as_a_user_with_a_health_check() -> None:
+    text = (REPO_ROOT / "Dockerfile").read_text()
+    copied = [line.split()[1] for line in text.splitlines() if line.startswith("COPY ")]
+
+    for source in (s for s in copied if not s.startswith("--")):
+        assert (REPO_ROOT / source).exists(), source
+    assert "ARG PYTHON_IMAGE=python:3.11." in text  # the project's Python, a pinned patch
+    assert "\nUSER ${UID}:${UID}\n" in text
+    assert "HEALTHCHECK" in text
+    assert "127.0.0.1:8080/healthz" in text
+
+
+def run_entrypoint(*arguments: str) -> subprocess.CompletedProcess[str]:
+    # The venv's python first on PATH, as /opt/baocao/bin is in the image.
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    return subprocess.run(
+        ["sh", str(ENTRYPOINT), *arguments],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_the_entrypoint_runs_topic_provisioning_by_name() -> None:
+    result = run_entrypoint("provision-topics", "--help")
+
+    assert result.returncode == 0, result.stderr
+    assert "python -m services.topics" in result.stdout
+    assert "--dry-run" in result.stdout
+
+
+def test_the_entrypoint_refuses_an_unknown_command_and_names_the_valid_ones() -> None:
+    result = run_entrypoint("reporting")
+
+    assert result.returncode == 64
+    assert "unknown command 'reporting'" in result.stderr
+    for command in COMMANDS:
+        assert command in result.stderr
+
+
+def test_every_service_the_entrypoint_names_is_a_runnable_module() -> None:
+    text = ENTRYPOINT.read_text()
+
+    for command in COMMANDS:
+        assert command in text
+        assert (REPO_ROOT / "services" / command / "__main__.py").exists()
+
+
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return loaded
+
+
+def test_the_compose_file_matches_the_compose_specification() -> None:
+    result = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_docker_compose_accepts_the_file_where_the_plugin_exists() -> None:
+    docker = shutil.which("docker")
+    plugin = docker and subprocess.run(
+        [docker, "compose", "version"], capture_output=True, check=False
+    )
+    if not plugin or plugin.returncode != 0:
+        pytest.skip("the docker compose plugin is not installed: `docker compose config` not run")
+    result = subprocess.run(
+        [docker, "compose", "-f", str(COMPOSE), "config", "--quiet"],  # type: ignore[list-item]
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_runs_every_service_on_the_kafka_version_of_the_local_run() -> None:
+    services = compose()["services"]
+    kafka = [s for name, s in services.items() if name.startswith("kafka-")]
+    commands = {s["command"][0] for s in services.values() if "command" in s}
+
+    assert len(kafka) == 3
+    assert {s["image"] for s in kafka} == {f"apache/kafka:{KAFKA_VERSION}"}
+    assert commands >= COMMANDS | {"provision-topics"}
+    environment = services["aggregation"]["environment"]
+    assert environment["BAOCAO_KAFKA__REPLICATION_FACTOR"] == "3"
+    assert environment["BAOCAO_KAFKA__MIN_INSYNC_REPLICAS"] == "2"
+    assert services["aggregation"]["depends_on"]["topics"] == {
+        "condition": "service_completed_successfully"
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "document"),
+    [
+        pytest.param(p, d, id=f"{p.relative_to(K8S)}:{d['kind']}/{d['metadata']['name']}")
+        for p, d in manifests()
+        if d["kind"] not in NOT_KUBERNETES
+    ],
+)
+def test_every_kubernetes_manifest_matches_the_api_schema_strictly(
+    path: Path, document: dict[str, Any]
+) -> None:
+    try:
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        where = ".".join(str(step) for step in error.path)
+        pytest.fail(f"{path.name}: {document['kind']} at {where}: {error.message}")
+
+
+def test_a_misspelled_field_is_caught_by_the_strict_schema() -> None:
+    deployment = of_kind("Deployment")["validation"]
+    broken = yaml.safe_load(yaml.safe_dump(deployment))
+    container = broken["spec"]["template"]["spec"]["containers"][0]
+    container["readinesProbe"] = container.pop("readinessProbe")
+
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_kustomization_lists_every_base_manifest() -> None:
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    base = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+
+    assert set(kustomization["resources"]) == base
+
+
+def test_every_service_deployment_is_probed_bounded_and_protected() -> None:
+    deployments = of_kind("Deployment")
+    budgets = {
+        d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]
+        for d in of_kind("PodDisruptionBudget").values()
+    }
+    services = {
+        d["spec"]["selector"]["app.kubernetes.io/name"] for d in of_kind("Service").values()
+    }
+
+    for name in CONSUMED:
+        deployment = deployments[name]
+        pod = deployment["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        assert container["args"] == [name]
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["ports"][0]["containerPort"] == 8080
+        assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert deployment["spec"]["replicas"] >= 2
+        assert name in budgets
+        assert name in services
+        # Secrets only by reference: no literal secret value in a manifest.
+        for variable in container.get("env", []):
+            if "PASSWORD" in variable["name"] or "SECRET" in variable["name"]:
+                assert "secretKeyRef" in variable["valueFrom"], variable["name"]
+            if variable["name"].endswith("DSN"):
+                assert "secretKeyRef" in variable["valueFrom"], variable["name"]
+
+
+def test_production_settings_replicate_three_times_with_two_in_sync() -> None:
+    config = of_kind("ConfigMap")["baocao-config"]["data"]
+
+    assert config["BAOCAO_KAFKA__REPLICATION_FACTOR"] == "3"
+    assert config["BAOCAO_KAFKA__MIN_INSYNC_REPLICAS"] == "2"
+    assert len(config["BAOCAO_KAFKA__BOOTSTRAP_SERVERS"].split(",")) >= 3
+    assert not any("PASSWORD" in key or "SECRET" in key for key in config)
+
+
+def test_lag_scaling_watches_each_services_own_group_and_topic_within_its_partitions() -> None:
+    scaled = of_kind("ScaledObject")
+    deployments = of_kind("Deployment")
+    partitions = int(of_kind("ConfigMap")["baocao-config"]["data"]["BAOCAO_KAFKA__PARTITIONS"])
+    kafka = KafkaSettings()
+
+    assert set(scaled) == set(CONSUMED)
+    for name, scaler in scaled.items():
+        spec = scaler["spec"]
+        trigger = next(t for t in spec["triggers"] if t["type"] == "kafka")
+        assert spec["scaleTargetRef"]["name"] in deployments
+        assert trigger["metadata"]["consumerGroup"] == kafka.group(name)
+        assert trigger["metadata"]["topic"] == kafka.topic(CONSUMED[name])
+        assert 2 <= spec["minReplicaCount"] <= spec["maxReplicaCount"] <= partitions
+        assert trigger["authenticationRef"]["name"] in of_kind("TriggerAuthentication")
