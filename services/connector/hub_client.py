@@ -16,6 +16,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import httpx
@@ -68,11 +69,21 @@ def idempotency_key(snapshot: AggregateSnapshot) -> str:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds to wait, from `Retry-After` (RFC 9110 §10.2.3): delay-seconds, or an
+    HTTP-date read against the response's own `Date`, so clock skew does not matter."""
     value = response.headers.get("retry-after")
+    if value is None:
+        return None
     try:
-        return max(0.0, float(value)) if value is not None else None
+        return max(0.0, float(value))
     except ValueError:
-        return None  # an HTTP date: the backoff policy decides instead
+        pass
+    try:
+        until = parsedate_to_datetime(value)
+        sent = parsedate_to_datetime(response.headers["date"])
+    except (KeyError, TypeError, ValueError):
+        return None  # unreadable, or no Date to read it against: the backoff decides
+    return max(0.0, (until - sent).total_seconds())
 
 
 def _body(response: httpx.Response) -> dict[str, Any]:

@@ -119,16 +119,19 @@ def build_app(settings: HubSimulatorSettings, clock: Clock | None = None) -> Fas
     @app.put("/api/v1/aggregates/{regime}/{period}/{unit}")
     async def put_aggregate(regime: str, period: str, unit: str, request: Request) -> JSONResponse:
         with metrics.in_progress.labels(endpoint="put").track_inprogress():
+            # The whole request is read first, as a server does: a client that goes away
+            # while the hub works on it does not stop the hub from storing it.
+            raw = await request.body()
             faulty = await misbehaviour("put")
             if faulty is not None:
                 return faulty
-            now = clock.now()
-            if not tokens.valid(request.headers.get("authorization"), now):
+            if not tokens.valid(request.headers.get("authorization"), clock.now()):
                 return unauthorized("put")
-            return await _put(regime, period, unit, request)
+            return await _put(regime, period, unit, request, raw)
 
-    async def _put(regime: str, period: str, unit: str, request: Request) -> JSONResponse:
-        raw = await request.body()
+    async def _put(
+        regime: str, period: str, unit: str, request: Request, raw: bytes
+    ) -> JSONResponse:
         try:
             snapshot = codec.decode(AggregateSnapshot, raw)
         except ValidationError as error:

@@ -6,10 +6,10 @@ refreshed once on a 401; deliveries in flight together share one token fetch, af
 expiry and after a 401 alike; a token endpoint that refuses is a failed reply with its
 status and Retry-After; each hub answer maps to its outcome (200 stored/unchanged, 409
 stale with the current version, 422 refused with reasons, 429/503 failed with
-Retry-After, anything else failed) and a connection error is a failed reply, never an
-exception; the PUT carries `Idempotency-Key: regime|period|unit|version` and the snapshot
-with exact decimals; `held_version` reads 200 and 404, and raises `HubUnavailableError`
-for anything else.
+Retry-After, read in seconds or as a date against the answer's Date, anything else
+failed) and a connection error is a failed reply, never an exception; the PUT carries
+`Idempotency-Key: regime|period|unit|version` and the snapshot with exact decimals;
+`held_version` reads 200 and 404, and raises `HubUnavailableError` for anything else.
 """
 
 from __future__ import annotations
@@ -351,20 +351,28 @@ async def test_a_refused_reply_without_reasons_quotes_the_body(make_hub: MakeHub
 
 
 @pytest.mark.parametrize(
-    ("status", "retry_after", "seconds"),
+    ("status", "retry_after", "date", "seconds"),
     [
-        (429, "7", 7.0),
-        (503, "120", 120.0),
-        (503, "1.5", 1.5),
-        (503, "-3", 0.0),
-        (503, "Wed, 18 Mar 2026 09:00:00 GMT", None),
-        (503, None, None),
+        (429, "7", None, 7.0),
+        (503, "120", None, 120.0),
+        (503, "1.5", None, 1.5),
+        (503, "-3", None, 0.0),
+        (503, "Wed, 18 Mar 2026 09:00:00 GMT", "Wed, 18 Mar 2026 08:59:30 GMT", 30.0),
+        (503, "Wed, 18 Mar 2026 09:00:00 GMT", "Wed, 18 Mar 2026 09:05:00 GMT", 0.0),
+        (503, "Wed, 18 Mar 2026 09:00:00 GMT", None, None),
+        (503, "soon", "Wed, 18 Mar 2026 08:59:30 GMT", None),
+        (503, None, None, None),
     ],
 )
-async def test_retry_after_is_read_in_seconds(
-    make_hub: MakeHub, status: int, retry_after: str | None, seconds: float | None
+async def test_retry_after_is_read_in_seconds_or_as_a_date_against_the_answers_date(
+    make_hub: MakeHub,
+    status: int,
+    retry_after: str | None,
+    date: str | None,
+    seconds: float | None,
 ) -> None:
     headers = {"Retry-After": retry_after} if retry_after is not None else {}
+    headers |= {"Date": date} if date is not None else {}
     hub, _ = make_hub(reply(status, {"error": "busy"}, **headers))
     result = await hub.deliver(SNAPSHOT)
     assert result.outcome is DeliveryOutcome.FAILED
