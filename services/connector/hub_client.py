@@ -13,6 +13,7 @@ reconciliation must tell "the hub holds nothing" from "the hub could not say".
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,6 +95,15 @@ def _body(response: httpx.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
+def _seconds(value: Any, default: float) -> float:
+    """A lifetime in seconds as the token endpoint gave it (a number, or a number as text)."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return default
+    return seconds if 0 < seconds < math.inf else default
+
+
 class TokenRefusedError(Exception):
     """The token endpoint did not issue a token; carries its answer for the reply."""
 
@@ -147,8 +157,7 @@ class JsonHub:
             token = body.get("access_token")
             if response.status_code != 200 or not isinstance(token, str) or not token:
                 raise TokenRefusedError(response)
-            lifetime = body.get("expires_in", 60)
-            lifetime = float(lifetime) if isinstance(lifetime, int | float) else 60.0
+            lifetime = _seconds(body.get("expires_in"), default=60.0)
             margin = min(TOKEN_RENEWAL_MARGIN_S, lifetime / 2)
             self._token, self._renew_at = token, self._monotonic() + lifetime - margin
             return token

@@ -184,6 +184,33 @@ async def test_a_token_living_two_seconds_is_renewed_after_one(make_hub: MakeHub
     assert fake.bearers == ["Bearer token-1"] * 2 + ["Bearer token-2"] * 2
 
 
+@pytest.mark.parametrize(
+    ("expires_in", "renewed_after"),
+    [("20", 10.0), (None, 50.0), ("soon", 50.0), (-5, 50.0), ("inf", 50.0)],
+)
+async def test_a_lifetime_given_as_text_is_read_and_a_missing_one_means_a_minute(
+    expires_in: Any, renewed_after: float
+) -> None:
+    clock = Monotonic()
+    bearers: list[str] = []
+
+    def hub(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth/token":
+            body = {"access_token": f"token-{clock.now}", "expires_in": expires_in}
+            return httpx.Response(200, json=body)
+        bearers.append(request.headers["authorization"])
+        return httpx.Response(200, json={"status": "stored"})
+
+    client = JsonHub(SETTINGS, transport=httpx.MockTransport(hub), monotonic=clock)
+    try:
+        for step in (0.0, renewed_after - 0.001, 0.001):
+            clock.now += step
+            await client.deliver(SNAPSHOT)
+    finally:
+        await client.aclose()
+    assert bearers[0] == bearers[1] != bearers[2]
+
+
 async def test_deliveries_in_flight_together_share_one_token_fetch(make_hub: MakeHub) -> None:
     clock = Monotonic()
     hub, fake = make_hub(reply(200, {"status": "stored"}), expires_in=60, monotonic=clock)
