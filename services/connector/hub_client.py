@@ -141,10 +141,9 @@ class JsonHub:
     async def _bearer(self, rejected: str | None = None) -> str:
         """A valid token; `rejected` is one the hub refused (401): replace it, once."""
         async with self._token_lock:
-            fresh = self._token is not None and self._monotonic() < self._renew_at
-            if fresh and self._token != rejected:
-                assert self._token is not None
-                return self._token
+            current = self._token
+            if current is not None and current != rejected and self._monotonic() < self._renew_at:
+                return current
             response = await self._http.post(
                 "/oauth/token",
                 data={

@@ -112,7 +112,7 @@ async def claim(conn: Connection, now: datetime, limit: int) -> list[Due]:
         ORDER BY next_attempt_at, computed_at LIMIT $2
         """,
         now,
-        limit * 2,  # some may be claimed by another instance
+        limit * 4,  # other instances may hold some of the first ones
     )
     if not candidates:
         return []
