@@ -6,6 +6,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from shared.contracts import HUB_SYNC
 from shared.runtime import Runtime, build_http_app
 
 from .api import build_api
@@ -13,13 +14,23 @@ from .delivery import Deliverer
 from .handlers import build_router
 from .hub_client import HubAdapter, JsonHub
 from .intake import SnapshotIntake
+from .ledger import PostgresLedger
 from .settings import ConnectorSettings
 
 
 def build_app(settings: ConnectorSettings, hub: HubAdapter | None = None) -> FastAPI:
+    """`hub` replaces the JSON adapter (another transport or message format, or a test's)."""
     runtime = Runtime("connector", settings, Path(__file__).parent / "migrations")
-    deliverer = Deliverer(runtime, hub or JsonHub(settings.hub), settings.connector)
-    intake = SnapshotIntake(runtime, settings.connector, deliverer)
+    ledger = PostgresLedger(lambda: runtime.pool, lambda: runtime.relay.notify())
+    deliverer = Deliverer(
+        ledger,
+        hub or JsonHub(settings.hub),
+        settings.connector,
+        runtime.clock,
+        runtime.metrics,
+        runtime.topic(HUB_SYNC),
+    )
+    intake = SnapshotIntake(runtime, settings.connector.sync_levels, deliverer)
     runtime.broker.include_router(build_router(runtime, intake))
     runtime.background += [deliverer.run, deliverer.reconcile_forever, deliverer.watch_backlog]
     app = build_http_app(runtime, title="baocao connector")

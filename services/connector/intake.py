@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from pydantic import ValidationError
 
 from shared import codec, outbox
 from shared.batches import Record
+from shared.catalog import Catalog
 from shared.contracts import AGGREGATES, NEWEST_RECEIPT_HEADER, AggregateSnapshot
 from shared.runtime import Runtime
 
 from . import store
 from .delivery import Deliverer
-from .settings import ConnectorSection
 from .store import Known
+
+
+class SyncLevelsError(ValueError):
+    """The sync levels setting names a unit type the catalog does not have."""
+
+
+def sync_levels(catalog: Catalog, levels: Iterable[str]) -> frozenset[str]:
+    """The unit types to sync, checked against the catalog: a misspelt level would
+    otherwise send nothing to the hub, silently."""
+    known = {unit.type for unit in catalog.units}
+    wanted = frozenset(levels)
+    unknown = sorted(wanted - known)
+    if unknown:
+        raise SyncLevelsError(
+            f"BAOCAO_CONNECTOR__SYNC_LEVELS names unit types the catalog does not have: "
+            f"{', '.join(unknown)}; the catalog's unit types are {', '.join(sorted(known))}"
+        )
+    return wanted
 
 
 def newest_receipt(record: Record) -> datetime | None:
@@ -29,9 +47,9 @@ def newest_receipt(record: Record) -> datetime | None:
 
 
 class SnapshotIntake:
-    def __init__(self, runtime: Runtime, section: ConnectorSection, deliverer: Deliverer) -> None:
+    def __init__(self, runtime: Runtime, levels: Iterable[str], deliverer: Deliverer) -> None:
         self._rt = runtime
-        self._levels = set(section.sync_levels)
+        self._levels = sync_levels(runtime.catalog, levels)
         self._deliverer = deliverer
 
     def synced(self, snapshot: AggregateSnapshot) -> bool:

@@ -3,7 +3,9 @@
 - Exponential backoff with full jitter (so that many scopes failing together do not
   retry together), never sooner than the hub's `Retry-After`.
 - A circuit breaker: after `threshold` consecutive failures the hub is left alone for a
-  cool-down, then one delivery probes it; the cool-down doubles while probes fail.
+  cool-down (at least its `Retry-After`), then one delivery probes it; the cool-down
+  doubles while probes fail. When a probe succeeds the hub is back: scopes waiting out
+  their own backoff are due at once (`Transition.CLOSED`).
 - A snapshot the hub refuses (422) is parked: sending it again cannot succeed. A new
   version, or an operator, unparks the scope.
 """
@@ -46,10 +48,20 @@ def step_after(reply: HubReply) -> Step:
     return Step.RETRY
 
 
+def holds_this_version(reply: HubReply) -> bool:
+    """The hub now holds exactly the version sent (a stale reply means it holds a newer one)."""
+    return reply.outcome in (DeliveryOutcome.STORED, DeliveryOutcome.UNCHANGED)
+
+
 class CircuitState(StrEnum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
+
+
+class Transition(StrEnum):
+    OPENED = "opened"
+    CLOSED = "closed"
 
 
 @dataclass
@@ -70,19 +82,26 @@ class Circuit:
             self.state = CircuitState.HALF_OPEN
         return 1 if self.state is CircuitState.HALF_OPEN else 0
 
-    def record(self, hub_failed: bool, now: datetime) -> None:
+    def record(
+        self, hub_failed: bool, now: datetime, retry_after_s: float | None = None
+    ) -> Transition | None:
+        """Count one delivery's result; says when the circuit opened or closed."""
         if not hub_failed:
+            was_open = self.state is not CircuitState.CLOSED
             self.failures, self.state, self._cool_down = 0, CircuitState.CLOSED, 0.0
-            return
+            return Transition.CLOSED if was_open else None
         self.failures += 1
         if self.state is CircuitState.OPEN:
-            return  # deliveries already in flight when it opened: no news about the hub
+            return None  # deliveries already in flight when it opened: no news about the hub
         if self.state is CircuitState.HALF_OPEN or self.failures >= self.threshold:
             self._cool_down = min(
                 self.max_cool_down_s, self._cool_down * 2 if self._cool_down else self.cool_down_s
             )
+            wait = max(self._cool_down, retry_after_s or 0.0)
             self.state = CircuitState.OPEN
-            self.reopen_at = now + timedelta(seconds=self._cool_down)
+            self.reopen_at = now + timedelta(seconds=wait)
+            return Transition.OPENED
+        return None
 
     @property
     def is_open(self) -> bool:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.settings import HubSettings, ServiceSettings
 
@@ -11,19 +13,40 @@ class ConnectorSection(BaseModel):
     port: int = 8004
     sync_levels: tuple[str, ...] = Field(
         default=("province",),
-        description="Unit types whose snapshots are sent to the hub (province, district, ...).",
+        min_length=1,
+        description="Unit types whose snapshots are sent to the hub (province, district, ...); "
+        "each must be a unit type of the catalog.",
     )
     concurrency: int = Field(default=8, ge=1, le=64, description="Deliveries in flight at once.")
-    backoff_base_s: float = Field(default=0.5, gt=0)
-    backoff_cap_s: float = Field(default=60.0, gt=0)
+    backoff_base_s: float = Field(
+        default=0.5, gt=0, description="Ceiling of the first retry's delay (full jitter)."
+    )
+    backoff_cap_s: float = Field(
+        default=60.0, gt=0, description="Largest delay between retries, unless Retry-After."
+    )
     circuit_threshold: int = Field(
         default=5, ge=1, description="Consecutive hub failures that open the circuit."
     )
-    circuit_cool_down_s: float = Field(default=5.0, gt=0)
-    circuit_max_cool_down_s: float = Field(default=60.0, gt=0)
-    lease_s: float = Field(default=60.0, gt=0, description="How long a claimed delivery is ours.")
-    reconcile_interval_s: float = Field(default=300.0, gt=0)
-    poll_interval_s: float = Field(default=1.0, gt=0)
+    circuit_cool_down_s: float = Field(
+        default=5.0, gt=0, description="First wait before probing a hub that keeps failing."
+    )
+    circuit_max_cool_down_s: float = Field(
+        default=60.0, gt=0, description="The wait doubles while probes fail, up to this."
+    )
+    reconcile_interval_s: float = Field(
+        default=300.0, gt=0, description="How often what the hub holds is checked."
+    )
+    poll_interval_s: float = Field(
+        default=1.0, gt=0, description="How often due retries are looked for when idle."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.backoff_cap_s < self.backoff_base_s:
+            raise ValueError("backoff_cap_s must be at least backoff_base_s")
+        if self.circuit_max_cool_down_s < self.circuit_cool_down_s:
+            raise ValueError("circuit_max_cool_down_s must be at least circuit_cool_down_s")
+        return self
 
 
 class ConnectorSettings(ServiceSettings):

@@ -1,16 +1,30 @@
-"""All of the connector's SQL: the durable delivery state per scope."""
+"""All of the connector's SQL: the durable delivery state per scope.
+
+One row per scope (regime, period, unit): the latest snapshot version known and its body,
+the latest version the hub acknowledged, the attempts at the current version, when the
+next attempt is due, the version parked after a refusal, and the last attempt's result.
+
+A scope being delivered is claimed with a session advisory lock, held by the connection
+of the instance that sends it until it has recorded the result. Advisory locks are
+database-wide, so the key includes the schema: two deployments (or test runs) in one
+database never wait on each other.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Literal
 
 from shared.contracts import AggregateSnapshot
 from shared.db import Connection
 
 from .hub_client import HubReply
 from .policy import Step
+
+Scope = tuple[str, str, str]
+ListedState = Literal["behind", "parked", "delivered"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +43,10 @@ class Due:
     attempts: int
     newest_receipt: datetime | None
 
+    @property
+    def scope(self) -> Scope:
+        return (self.snapshot.regime, self.snapshot.period, self.snapshot.unit)
+
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
@@ -36,13 +54,14 @@ class Attempt:
     reply: HubReply
     step: Step
     next_attempt_at: datetime | None
+    at: datetime
 
 
 async def remember(conn: Connection, known: Sequence[Known]) -> int:
     """Keep the highest version of each scope; returns how many scopes moved forward."""
     if not known:
         return 0
-    latest: dict[tuple[str, str, str], Known] = {}
+    latest: dict[Scope, Known] = {}
     for k in known:
         s = k.snapshot
         key = (s.regime, s.period, s.unit)
@@ -73,63 +92,129 @@ async def remember(conn: Connection, known: Sequence[Known]) -> int:
     return len(result)
 
 
-async def claim_due(conn: Connection, now: datetime, limit: int, lease_s: float) -> list[Due]:
-    """Claim up to `limit` scopes due for an attempt; the lease keeps other instances off."""
-    rows = await conn.fetch(
+def _columns(scopes: Sequence[Scope]) -> tuple[list[str], list[str], list[str]]:
+    return [s[0] for s in scopes], [s[1] for s in scopes], [s[2] for s in scopes]
+
+
+async def claim(conn: Connection, now: datetime, limit: int) -> list[Due]:
+    """Claim up to `limit` due scopes for this connection; `release` them when recorded.
+
+    The locks are taken before the rows are read again, so what is sent is the latest
+    version at claim time, and no other instance sends that scope meanwhile. If the
+    process dies, its connection closes and PostgreSQL releases the locks.
+    """
+    candidates = await conn.fetch(
         """
-        UPDATE deliveries d
-        SET lease_until = $1 + make_interval(secs => $3)
-        FROM (
-            SELECT regime, period, unit FROM deliveries
-            WHERE acked_version < version
-              AND (parked_version IS NULL OR parked_version < version)
-              AND next_attempt_at <= $1 AND lease_until <= $1
-            ORDER BY next_attempt_at, computed_at
-            LIMIT $2
-            FOR UPDATE SKIP LOCKED
-        ) due
-        WHERE (d.regime, d.period, d.unit) = (due.regime, due.period, due.unit)
-        RETURNING d.snapshot, d.attempts, d.newest_receipt
+        SELECT regime, period, unit FROM deliveries
+        WHERE acked_version < version
+          AND (parked_version IS NULL OR parked_version < version)
+          AND next_attempt_at <= $1
+        ORDER BY next_attempt_at, computed_at LIMIT $2
         """,
         now,
-        limit,
-        lease_s,
+        limit * 4,  # other instances may hold some of the first ones
     )
-    return [
+    if not candidates:
+        return []
+    locked = await conn.fetch(
+        """
+        SELECT k.regime, k.period, k.unit
+        FROM unnest($1::text[], $2::text[], $3::text[]) AS k(regime, period, unit)
+        WHERE pg_try_advisory_lock(
+            hashtextextended(current_schema() || '.delivery|' || k.regime || '|' || k.period
+                             || '|' || k.unit, 0))
+        """,
+        *_columns([(r["regime"], r["period"], r["unit"]) for r in candidates]),
+    )
+    if not locked:
+        return []
+    rows = await conn.fetch(
+        """
+        SELECT d.snapshot, d.attempts, d.newest_receipt FROM deliveries d
+        JOIN unnest($2::text[], $3::text[], $4::text[]) AS k(regime, period, unit)
+            USING (regime, period, unit)
+        WHERE d.acked_version < d.version
+          AND (d.parked_version IS NULL OR d.parked_version < d.version)
+          AND d.next_attempt_at <= $1
+        ORDER BY d.next_attempt_at, d.computed_at
+        """,
+        now,
+        *_columns([(r["regime"], r["period"], r["unit"]) for r in locked]),
+    )
+    due = [
         Due(AggregateSnapshot.model_validate(r["snapshot"]), r["attempts"], r["newest_receipt"])
-        for r in rows
+        for r in rows[:limit]
     ]
+    taken = {d.scope for d in due}
+    spare = [(r["regime"], r["period"], r["unit"]) for r in locked]
+    await release(conn, [s for s in spare if s not in taken])
+    return due
+
+
+async def release(conn: Connection, scopes: Sequence[Scope]) -> None:
+    if not scopes:
+        return
+    await conn.execute(
+        """
+        SELECT pg_advisory_unlock(
+            hashtextextended(current_schema() || '.delivery|' || k.regime || '|' || k.period
+                             || '|' || k.unit, 0))
+        FROM unnest($1::text[], $2::text[], $3::text[]) AS k(regime, period, unit)
+        """,
+        *_columns(scopes),
+    )
 
 
 async def record(conn: Connection, attempts: Sequence[Attempt]) -> None:
     """Write each attempt's result. Bookkeeping of a version that was superseded while in
     flight is dropped: the newer version starts with a clean slate."""
-    for a in attempts:
-        s = a.due.snapshot
-        await conn.execute(
-            """
-            UPDATE deliveries SET
-                acked_version = CASE WHEN $5 = 'acked' THEN greatest(acked_version, $4)
-                                     ELSE acked_version END,
-                parked_version = CASE WHEN $5 = 'parked' AND version = $4 THEN $4
-                                      ELSE parked_version END,
-                attempts = CASE WHEN version = $4 AND $5 = 'retry' THEN attempts + 1
-                                WHEN version = $4 THEN 0 ELSE attempts END,
-                next_attempt_at = CASE WHEN version = $4 AND $5 = 'retry' THEN $6
-                                       ELSE next_attempt_at END,
-                last_status = $7, last_error = $8,
-                lease_until = '-infinity', updated_at = now()
-            WHERE regime = $1 AND period = $2 AND unit = $3
-            """,
-            s.regime,
-            s.period,
-            s.unit,
-            s.version,
-            a.step.value,
-            a.next_attempt_at,
-            a.reply.status_code,
-            a.reply.error,
-        )
+    if not attempts:
+        return
+    await conn.execute(
+        """
+        UPDATE deliveries d SET
+            acked_version = CASE WHEN a.step = 'acked'
+                                 THEN greatest(d.acked_version, a.version)
+                                 ELSE d.acked_version END,
+            parked_version = CASE WHEN a.step = 'parked' AND d.version = a.version
+                                  THEN a.version ELSE d.parked_version END,
+            attempts = CASE WHEN d.version = a.version AND a.step = 'retry' THEN d.attempts + 1
+                            WHEN d.version = a.version THEN 0
+                            ELSE d.attempts END,
+            next_attempt_at = CASE WHEN d.version = a.version AND a.step = 'retry'
+                                   THEN a.next_at ELSE d.next_attempt_at END,
+            last_outcome = a.outcome, last_status = a.status, last_error = a.error,
+            last_attempt_at = a.at, updated_at = now()
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[],
+                    $6::timestamptz[], $7::text[], $8::int[], $9::text[], $10::timestamptz[])
+            AS a(regime, period, unit, version, step, next_at, outcome, status, error, at)
+        WHERE (d.regime, d.period, d.unit) = (a.regime, a.period, a.unit)
+        """,
+        [a.due.snapshot.regime for a in attempts],
+        [a.due.snapshot.period for a in attempts],
+        [a.due.snapshot.unit for a in attempts],
+        [a.due.snapshot.version for a in attempts],
+        [a.step.value for a in attempts],
+        [a.next_attempt_at for a in attempts],
+        [a.reply.outcome.value for a in attempts],
+        [a.reply.status_code for a in attempts],
+        [a.reply.error for a in attempts],
+        [a.at for a in attempts],
+    )
+
+
+async def due_now(conn: Connection) -> int:
+    """Scopes behind the hub and waiting out a backoff are due at once (the hub is back,
+    or the service just started); returns how many."""
+    result = await conn.fetch(
+        """
+        UPDATE deliveries SET next_attempt_at = '-infinity'
+        WHERE acked_version < version AND (parked_version IS NULL OR parked_version < version)
+          AND next_attempt_at > '-infinity'
+        RETURNING 1
+        """
+    )
+    return len(result)
 
 
 async def unpark(conn: Connection, regime: str | None = None) -> int:
@@ -155,16 +240,17 @@ async def acknowledged(conn: Connection, limit: int) -> list[tuple[str, str, str
     return [(r["regime"], r["period"], r["unit"], r["acked_version"]) for r in rows]
 
 
-async def rewind(conn: Connection, regime: str, period: str, unit: str, held: int) -> None:
+async def rewind(conn: Connection, regime: str, period: str, unit: str, held: int) -> bool:
     """The hub holds less than we thought: what it lacks is due again."""
-    await conn.execute(
+    result = await conn.fetch(
         "UPDATE deliveries SET acked_version = $4, attempts = 0, next_attempt_at = '-infinity'"
-        " WHERE regime = $1 AND period = $2 AND unit = $3 AND acked_version > $4",
+        " WHERE regime = $1 AND period = $2 AND unit = $3 AND acked_version > $4 RETURNING 1",
         regime,
         period,
         unit,
         held,
     )
+    return bool(result)
 
 
 async def backlog(conn: Connection) -> tuple[int, int]:
@@ -176,3 +262,36 @@ async def backlog(conn: Connection) -> tuple[int, int]:
     )
     assert row is not None
     return int(row["behind"]), int(row["parked"])
+
+
+_LISTED = {
+    "behind": "acked_version < version AND (parked_version IS NULL OR parked_version < version)",
+    "parked": "parked_version = version",
+    "delivered": "acked_version >= version",
+}
+
+
+async def listing(
+    conn: Connection, state: ListedState | None, regime: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """The delivery state of scopes, for operators: behind first, then by scope."""
+    condition = _LISTED[state] if state else "true"
+    rows = await conn.fetch(
+        f"""
+        SELECT regime, period, unit, version, acked_version, parked_version, attempts,
+               next_attempt_at, last_outcome, last_status, last_error, last_attempt_at,
+               computed_at
+        FROM deliveries WHERE ({condition}) AND ($1::text IS NULL OR regime = $1)
+        ORDER BY acked_version >= version, regime, period, unit LIMIT $2
+        """,  # noqa: S608 - the condition is one of three constants above
+        regime,
+        limit,
+    )
+    times = ("next_attempt_at", "last_attempt_at", "computed_at")
+    return [dict(r) | {name: _iso(r[name]) for name in times} for r in rows]
+
+
+def _iso(value: datetime | None) -> str | None:
+    """ISO text; None for no time and for PostgreSQL's -infinity ("due now")."""
+    # asyncpg reads ±infinity as datetime.min and datetime.max.
+    return value.isoformat() if value is not None and 1 < value.year < 9999 else None

@@ -4,7 +4,7 @@ OAuth2 client-credentials tokens that expire; `PUT` idempotent by `Idempotency-K
 (same key and body: `unchanged`; same key, other body: 422); `409 stale` when a higher
 version is stored; 422 with reasons for a body it refuses; 429/503 with `Retry-After`
 from fault knobs settable at start and at run time. It keeps everything it stored, in
-order, so tests and operators can audit it.
+order, in PostgreSQL (so it survives its own restarts), for tests and operators to audit.
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ import hashlib
 import random
 import secrets
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import ValidationError
 
 from shared import codec
+from shared.clock import Clock
 from shared.contracts import AggregateSnapshot
 from shared.db import Pool, create_pool, migrate
 from shared.logging import configure_logging, get_logger
@@ -32,37 +32,22 @@ from shared.observability.metrics import HubSimulatorMetrics
 from shared.web import ExactJSONResponse as JSONResponse
 
 from . import store
-from .faults import FaultState
+from .faults import FaultState, Refusal
 from .settings import Faults, HubSimulatorSettings
+from .tokens import Tokens
 
 log = get_logger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
-
-
-class Tokens:
-    def __init__(self) -> None:
-        self._expiry: dict[str, datetime] = {}
-
-    def issue(self, now: datetime, ttl_s: int) -> str:
-        token = secrets.token_urlsafe(24)
-        self._expiry[token] = now + timedelta(seconds=ttl_s)
-        self._expiry = {t: e for t, e in self._expiry.items() if e > now}
-        return token
-
-    def valid(self, header: str | None, now: datetime) -> bool:
-        if not header or not header.startswith("Bearer "):
-            return False
-        expiry = self._expiry.get(header.removeprefix("Bearer ").strip())
-        return expiry is not None and now < expiry
 
 
 def _reasons(error: ValidationError) -> list[str]:
     return [f"{'.'.join(map(str, e['loc'])) or '(body)'}: {e['msg']}" for e in error.errors()]
 
 
-def build_app(settings: HubSimulatorSettings) -> FastAPI:
+def build_app(settings: HubSimulatorSettings, clock: Clock | None = None) -> FastAPI:
+    """`clock` replaces the settings' clock (tests expire tokens with a fixed clock)."""
     section = settings.hub_simulator
-    clock = settings.clock()
+    clock = clock or settings.clock()
     registry = CollectorRegistry(auto_describe=True)
     metrics = HubSimulatorMetrics(registry)
     faults = FaultState(section.faults)
@@ -83,47 +68,70 @@ def build_app(settings: HubSimulatorSettings) -> FastAPI:
         try:
             yield
         finally:
+            pools.clear()
             await pool.close()
 
     app = FastAPI(title="baocao national hub simulator", lifespan=lifespan)
 
-    def answer(endpoint: str, status: int, body: dict[str, Any], **headers: str) -> JSONResponse:
+    def answer(endpoint: str, status: int, body: Any, **headers: str) -> JSONResponse:
         metrics.requests.labels(endpoint=endpoint, status=str(status)).inc()
         return JSONResponse(body, status_code=status, headers=headers or None)
+
+    def refused(endpoint: str, refusal: Refusal) -> JSONResponse:
+        return answer(
+            endpoint,
+            refusal.status,
+            {"error": refusal.reason},
+            **{"Retry-After": str(refusal.retry_after_s)},
+        )
+
+    def unauthorized(endpoint: str) -> JSONResponse:
+        return answer(endpoint, 401, {"error": "invalid_token"}, **{"WWW-Authenticate": "Bearer"})
+
+    async def misbehaviour(endpoint: str) -> JSONResponse | None:
+        """The injected faults of an API request: latency first, then maybe a refusal."""
+        refusal = faults.refusal(clock.now(), rng)
+        if faults.faults.latency_ms:
+            await asyncio.sleep(faults.faults.latency_ms / 1000)
+        return refused(endpoint, refusal) if refusal is not None else None
 
     @app.post("/oauth/token")
     async def token(request: Request) -> JSONResponse:
         """OAuth2 client credentials (RFC 6749 §4.4), form-encoded."""
-        form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
-        if form.get("grant_type") != "client_credentials":
-            return answer("token", 400, {"error": "unsupported_grant_type"})
-        secret = settings.hub.client_secret.get_secret_value()
-        if form.get("client_id") != settings.hub.client_id or not secrets.compare_digest(
-            form.get("client_secret", ""), secret
-        ):
-            return answer("token", 401, {"error": "invalid_client"})
-        ttl = faults.faults.token_ttl_s
-        issued = tokens.issue(clock.now(), ttl)
-        return answer(
-            "token", 200, {"access_token": issued, "token_type": "Bearer", "expires_in": ttl}
-        )
+        with metrics.in_progress.labels(endpoint="token").track_inprogress():
+            refusal = faults.refusal(clock.now(), rng, api=False)
+            if refusal is not None:
+                return refused("token", refusal)
+            form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
+            if form.get("grant_type") != "client_credentials":
+                return answer("token", 400, {"error": "unsupported_grant_type"})
+            secret = settings.hub.client_secret.get_secret_value()
+            if form.get("client_id") != settings.hub.client_id or not secrets.compare_digest(
+                form.get("client_secret", "").encode(), secret.encode()
+            ):
+                return answer("token", 401, {"error": "invalid_client"})
+            ttl = faults.faults.token_ttl_s
+            issued = tokens.issue(clock.now(), ttl)
+            return answer(
+                "token", 200, {"access_token": issued, "token_type": "Bearer", "expires_in": ttl}
+            )
 
     @app.put("/api/v1/aggregates/{regime}/{period}/{unit}")
     async def put_aggregate(regime: str, period: str, unit: str, request: Request) -> JSONResponse:
-        now = clock.now()
-        if not tokens.valid(request.headers.get("authorization"), now):
-            return answer("put", 401, {"error": "invalid_token"}, **{"WWW-Authenticate": "Bearer"})
-        refusal = faults.refusal(now, rng)
-        if faults.faults.latency_ms:
-            await asyncio.sleep(faults.faults.latency_ms / 1000)
-        if refusal is not None:
-            return answer(
-                "put",
-                refusal.status,
-                {"error": refusal.reason},
-                **{"Retry-After": str(refusal.retry_after_s)},
-            )
-        raw = await request.body()
+        with metrics.in_progress.labels(endpoint="put").track_inprogress():
+            # The whole request is read first, as a server does: a client that goes away
+            # while the hub works on it does not stop the hub from storing it.
+            raw = await request.body()
+            faulty = await misbehaviour("put")
+            if faulty is not None:
+                return faulty
+            if not tokens.valid(request.headers.get("authorization"), clock.now()):
+                return unauthorized("put")
+            return await _put(regime, period, unit, request, raw)
+
+    async def _put(
+        regime: str, period: str, unit: str, request: Request, raw: bytes
+    ) -> JSONResponse:
         try:
             snapshot = codec.decode(AggregateSnapshot, raw)
         except ValidationError as error:
@@ -142,9 +150,8 @@ def build_app(settings: HubSimulatorSettings) -> FastAPI:
         body = codec.loads(codec.dumps(snapshot))
         digest = hashlib.sha256(codec.canonical(body)).hexdigest()
         async with pools[0].acquire() as conn, conn.transaction():
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtext($1))", f"{regime}|{period}|{unit}"
-            )
+            # One scope's PUTs one at a time, so "stale" and "stored" are decided in order.
+            await store.lock_scope(conn, regime, period, unit)
             previous = await store.seen_key(conn, expected_key)
             if previous is not None:
                 if previous == digest:
@@ -158,42 +165,62 @@ def build_app(settings: HubSimulatorSettings) -> FastAPI:
             if held is not None and held.version >= snapshot.version:
                 return answer("put", 409, {"status": "stale", "current_version": held.version})
             await store.store(
-                conn, regime, period, unit, snapshot.version, body, expected_key, digest, now
+                conn,
+                regime,
+                period,
+                unit,
+                snapshot.version,
+                body,
+                expected_key,
+                digest,
+                clock.now(),
             )
         metrics.stored.labels(regime=regime).inc()
         return answer("put", 200, {"status": "stored"})
 
     @app.get("/api/v1/aggregates/{regime}/{period}/{unit}")
     async def get_aggregate(regime: str, period: str, unit: str, request: Request) -> JSONResponse:
-        if not tokens.valid(request.headers.get("authorization"), clock.now()):
-            return answer("get", 401, {"error": "invalid_token"}, **{"WWW-Authenticate": "Bearer"})
-        async with pools[0].acquire() as conn:
-            held = await store.held(conn, regime, period, unit)
-        if held is None:
-            return answer("get", 404, {"error": "not_found"})
-        return answer("get", 200, held.body)
+        with metrics.in_progress.labels(endpoint="get").track_inprogress():
+            faulty = await misbehaviour("get")
+            if faulty is not None:
+                return faulty
+            if not tokens.valid(request.headers.get("authorization"), clock.now()):
+                return unauthorized("get")
+            async with pools[0].acquire() as conn:
+                held = await store.held(conn, regime, period, unit)
+            if held is None:
+                return answer("get", 404, {"error": "not_found"})
+            return answer("get", 200, held.body)
 
     @app.get("/admin/faults")
     async def get_faults() -> dict[str, Any]:
-        outage = faults.outage_until.isoformat() if faults.outage_until else None
+        until = faults.outage_until
+        outage = until.isoformat() if until is not None and faults.in_outage(clock.now()) else None
         return faults.faults.model_dump() | {"outage_until": outage}
 
     @app.put("/admin/faults")
     async def put_faults(new: Faults) -> dict[str, Any]:
-        faults.configure(new, clock.now())
+        """Replace every fault knob; `outage_seconds` starts an outage now."""
+        now = clock.now()
+        if new.token_ttl_s < faults.faults.token_ttl_s:
+            tokens.shorten(now, new.token_ttl_s)
+        faults.configure(new, now)
         log.info("faults_changed", faults=new.model_dump())
         return await get_faults()
 
     @app.get("/admin/received")
-    async def received(after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
-        """Every stored version, in the order the hub stored them."""
+    async def received(
+        after: int = 0, limit: int = Query(default=1000, ge=1, le=10_000)
+    ) -> list[dict[str, Any]]:
+        """Every stored version, in the order the hub stored them (`id` rises)."""
         async with pools[0].acquire() as conn:
-            return await store.received_log(conn, after, min(limit, 10_000))
+            return await store.received_log(conn, after, limit)
 
     @app.get("/admin/aggregates")
-    async def held_all() -> list[dict[str, Any]]:
+    async def held_all() -> JSONResponse:
+        """The latest stored snapshot of every scope."""
         async with pools[0].acquire() as conn:
-            return await store.all_held(conn)
+            return JSONResponse(await store.all_held(conn))
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics_endpoint() -> Response:

@@ -1,5 +1,9 @@
 """Deciding, per request, whether the simulated hub misbehaves. Pure: time and chance are
-parameters, so tests can pin both."""
+parameters, so tests can pin both.
+
+An outage refuses everything (token endpoint included): the hub is down. Random failures,
+throttling and added latency concern the aggregates API only, as a loaded hub would.
+"""
 
 from __future__ import annotations
 
@@ -28,10 +32,15 @@ class FaultState:
             now + timedelta(seconds=faults.outage_seconds) if faults.outage_seconds else None
         )
 
-    def refusal(self, now: datetime, rng: random.Random) -> Refusal | None:
+    def in_outage(self, now: datetime) -> bool:
+        return self.outage_until is not None and now < self.outage_until
+
+    def refusal(self, now: datetime, rng: random.Random, *, api: bool = True) -> Refusal | None:
         retry = self.faults.retry_after_s
-        if self.outage_until is not None and now < self.outage_until:
+        if self.in_outage(now):
             return Refusal(503, retry, "outage")
+        if not api:
+            return None
         if rng.random() < self.faults.failure_rate:
             return Refusal(503, retry, "injected failure")
         if rng.random() < self.faults.throttle_rate:

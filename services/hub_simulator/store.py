@@ -25,6 +25,18 @@ async def held(conn: Connection, regime: str, period: str, unit: str) -> Held | 
     return Held(row["version"], row["body"]) if row else None
 
 
+async def lock_scope(conn: Connection, regime: str, period: str, unit: str) -> None:
+    """Until the transaction ends. Advisory locks are database-wide: the schema is in the key,
+    so simulators of other runs in the same database never wait on this one."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock("
+        "hashtextextended(current_schema() || '.hub|' || $1 || '|' || $2 || '|' || $3, 0))",
+        regime,
+        period,
+        unit,
+    )
+
+
 async def seen_key(conn: Connection, key: str) -> str | None:
     """The body hash stored under an idempotency key, if any."""
     value: str | None = await conn.fetchval(
@@ -73,7 +85,8 @@ async def store(
 
 async def received_log(conn: Connection, after: int, limit: int) -> list[dict[str, Any]]:
     rows = await conn.fetch(
-        "SELECT id, regime, period, unit, version, stored_at FROM received WHERE id > $1"
+        "SELECT id, regime, period, unit, version, idempotency_key, stored_at FROM received"
+        " WHERE id > $1"
         " ORDER BY id LIMIT $2",
         after,
         limit,

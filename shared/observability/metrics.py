@@ -253,6 +253,12 @@ class HubSimulatorMetrics:
             ["endpoint", "status"],
             registry=registry,
         )
+        self.in_progress = Gauge(
+            "baocao_hubsim_requests_in_progress",
+            "Requests the simulated hub is answering now, by endpoint.",
+            ["endpoint"],
+            registry=registry,
+        )
         self.stored = Counter(
             "baocao_hubsim_snapshots_stored_total",
             "Snapshot versions the simulated hub stored.",

@@ -1,17 +1,23 @@
 """Connector and hub simulator against real Kafka and PostgreSQL: the hub ends up with the
-latest version of every scope, superseded versions are skipped, refusals are parked."""
+latest version of every synced scope, superseded versions are skipped, refusals are parked
+(visible to operators) until a new version or an operator's command, and reconciliation
+resends what the hub lost."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import httpx
+from fastapi import FastAPI
 
 from services.connector.app import build_app
 from services.connector.hub_client import JsonHub
-from services.connector.settings import ConnectorSettings
+from services.connector.settings import ConnectorSection, ConnectorSettings
 from services.hub_simulator.app import build_app as build_hub
 from services.hub_simulator.settings import HubSimulatorSettings
 from shared import codec
@@ -49,86 +55,191 @@ def snapshot(unit: str, version: int, online: int) -> AggregateSnapshot:
     )
 
 
+def message(s: AggregateSnapshot) -> tuple[bytes, bytes]:
+    return scope_key(s.regime, s.period, s.unit), codec.dumps(s)
+
+
+class Gate(httpx.AsyncBaseTransport):
+    """The simulator in-process, with a switch to refuse version 1 of every scope."""
+
+    def __init__(self, hub_app: FastAPI) -> None:
+        self.inner = httpx.ASGITransport(app=hub_app)
+        self.refusing = True
+        self.refused = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        version_1 = request.headers.get("idempotency-key", "").endswith("|1")
+        if request.method == "PUT" and version_1 and self.refusing:
+            self.refused += 1
+            return httpx.Response(422, json={"status": "refused", "reasons": ["test says no"]})
+        return await self.inner.handle_async_request(request)
+
+
+@asynccontextmanager
+async def connector_and_hub(
+    namespace: str, bootstrap: str, dsn: str, *, levels: tuple[str, ...] = ("province",)
+) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient, Gate, ConnectorSettings]]:
+    config = service_settings(
+        ConnectorSettings,
+        namespace,
+        bootstrap,
+        dsn,
+        now=NOW,
+        connector=ConnectorSection(sync_levels=levels),
+    )
+    hub_app = build_hub(service_settings(HubSimulatorSettings, namespace, bootstrap, dsn, now=NOW))
+    gate = Gate(hub_app)
+    async with running(hub_app) as hub:
+        connector_app = build_app(config, hub=JsonHub(config.hub, transport=gate))
+        async with running(connector_app) as connector:
+            yield connector, hub, gate, config
+
+
 async def test_the_hub_receives_the_latest_version_of_each_synced_scope(
     namespace: str, kafka_bootstrap: str, postgres_dsn: str
 ) -> None:
-    config = service_settings(ConnectorSettings, namespace, kafka_bootstrap, postgres_dsn, now=NOW)
-    hub_config = service_settings(
-        HubSimulatorSettings, namespace, kafka_bootstrap, postgres_dsn, now=NOW
-    )
-    hub_app = build_hub(hub_config)
-    versions = [snapshot("TB", v, 100 + v) for v in (1, 2, 3)]
-    district = snapshot("TB.DH", 1, 5)  # not a synced level by default
-    messages = [
-        (scope_key("KSTT-TTHC", "2026-Q1", s.unit), codec.dumps(s)) for s in [*versions, district]
-    ]
-    async with running(hub_app) as hub:
-        transport = httpx.ASGITransport(app=hub_app)
-        connector = build_app(config, hub=JsonHub(config.hub, transport=transport))
-        async with running(connector):
-            await produce(kafka_bootstrap, config.kafka.topic(AGGREGATES), messages)
+    versions = [snapshot("TB", v, 100 + v) for v in (2, 3, 4)]
+    district = snapshot("TB.DH", 2, 5)  # not a synced level by default
+    async with connector_and_hub(namespace, kafka_bootstrap, postgres_dsn) as (
+        connector,
+        hub,
+        _,
+        config,
+    ):
+        await produce(
+            kafka_bootstrap,
+            config.kafka.topic(AGGREGATES),
+            [message(s) for s in [*versions, district]],
+        )
 
-            async def delivered() -> list[dict[str, Any]] | None:
-                log = (await hub.get("/admin/received")).json()
-                return log if log and log[-1]["version"] == 3 else None
+        async def delivered() -> list[dict[str, Any]] | None:
+            log = (await hub.get("/admin/received")).json()
+            return log if log and log[-1]["version"] == 4 else None
 
-            log = await eventually(delivered)
-            async with TopicReader(kafka_bootstrap, config.kafka.topic(HUB_SYNC)) as sync:
-                results = [codec.decode(HubSyncResult, r.value) for r in await sync.until(1)]
+        log = await eventually(delivered)
+        async with TopicReader(kafka_bootstrap, config.kafka.topic(HUB_SYNC)) as sync:
+            results = [codec.decode(HubSyncResult, r.value) for r in await sync.until(1)]
         held = (await hub.get("/admin/aggregates")).json()
+        listing = (await connector.get("/v1/admin/deliveries")).json()
     stored_versions = [entry["version"] for entry in log]
     assert stored_versions == sorted(stored_versions)
     assert [h["unit"] for h in held] == ["TB"]
-    assert held[0]["version"] == 3
-    assert held[0]["values"] == {"RECEIVED_ONLINE": 103, "ONLINE_RATE": None}
+    assert held[0]["version"] == 4
+    assert held[0]["values"] == {"RECEIVED_ONLINE": 104, "ONLINE_RATE": None}
     assert all(r.outcome in (DeliveryOutcome.STORED, DeliveryOutcome.UNCHANGED) for r in results)
+    assert [(d["unit"], d["version"], d["acked_version"]) for d in listing] == [("TB", 4, 4)]
+    assert listing[0]["last_outcome"] in ("stored", "unchanged")
 
 
-async def test_a_snapshot_the_hub_refuses_is_parked_until_a_new_version_arrives(
+async def test_the_sync_levels_setting_chooses_the_scopes_sent(
     namespace: str, kafka_bootstrap: str, postgres_dsn: str
 ) -> None:
-    config = service_settings(ConnectorSettings, namespace, kafka_bootstrap, postgres_dsn, now=NOW)
-    hub_config = service_settings(
-        HubSimulatorSettings, namespace, kafka_bootstrap, postgres_dsn, now=NOW
-    )
-    hub_app = build_hub(hub_config)
-    refused = 0
+    scopes = [snapshot("TB", 2, 1), snapshot("TB.DH", 2, 2), snapshot("TB.DH.N01", 2, 3)]
+    async with connector_and_hub(
+        namespace, kafka_bootstrap, postgres_dsn, levels=("province", "district")
+    ) as (_, hub, _, config):
+        await produce(kafka_bootstrap, config.kafka.topic(AGGREGATES), [message(s) for s in scopes])
 
-    def refuse_version_1(request: httpx.Request) -> httpx.Response | None:
-        nonlocal refused
-        if request.method == "PUT" and request.headers["idempotency-key"].endswith("|1"):
-            refused += 1
-            return httpx.Response(422, json={"status": "refused", "reasons": ["test says no"]})
-        return None
+        async def both() -> list[dict[str, Any]] | None:
+            held = (await hub.get("/admin/aggregates")).json()
+            return held if len(held) == 2 else None
 
-    class Gate(httpx.AsyncBaseTransport):
-        def __init__(self) -> None:
-            self.inner = httpx.ASGITransport(app=hub_app)
+        held = await eventually(both)
+    assert [h["unit"] for h in held] == ["TB", "TB.DH"]  # the commune is not a synced level
 
-        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-            return refuse_version_1(request) or await self.inner.handle_async_request(request)
 
-    key = scope_key("KSTT-TTHC", "2026-Q1", "TB")
-    async with running(hub_app) as hub:
-        connector = build_app(config, hub=JsonHub(config.hub, transport=Gate()))
-        async with running(connector):
-            await produce(
-                kafka_bootstrap,
-                config.kafka.topic(AGGREGATES),
-                [(key, codec.dumps(snapshot("TB", 1, 1)))],
-            )
-            async with TopicReader(kafka_bootstrap, config.kafka.topic(HUB_SYNC)) as sync:
-                first = codec.decode(HubSyncResult, (await sync.until(1))[0].value)
-                await produce(
-                    kafka_bootstrap,
-                    config.kafka.topic(AGGREGATES),
-                    [(key, codec.dumps(snapshot("TB", 2, 2)))],
-                )
+async def test_a_refused_snapshot_is_parked_and_visible_until_a_new_version_arrives(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    async with connector_and_hub(namespace, kafka_bootstrap, postgres_dsn) as (
+        connector,
+        hub,
+        gate,
+        config,
+    ):
+        topic = config.kafka.topic(AGGREGATES)
+        await produce(kafka_bootstrap, topic, [message(snapshot("TB", 1, 1))])
+        async with TopicReader(kafka_bootstrap, config.kafka.topic(HUB_SYNC)) as sync:
+            first = codec.decode(HubSyncResult, (await sync.until(1))[0].value)
 
-                async def stored() -> list[dict[str, object]] | None:
-                    return (await hub.get("/admin/received")).json() or None
+        async def parked_gauge() -> str | None:
+            text = (await connector.get("/metrics")).text
+            return text if "baocao_hub_parked_scopes 1.0" in text else None
 
-                log = await eventually(stored)
+        await eventually(parked_gauge)
+        parked = (await connector.get("/v1/admin/deliveries", params={"state": "parked"})).json()
+        await produce(kafka_bootstrap, topic, [message(snapshot("TB", 2, 2))])
+
+        async def stored() -> list[dict[str, object]] | None:
+            return (await hub.get("/admin/received")).json() or None
+
+        log = await eventually(stored)
+        still = (await connector.get("/v1/admin/deliveries", params={"state": "parked"})).json()
     assert first.outcome is DeliveryOutcome.REFUSED
-    assert refused == 1  # parked: never retried
+    assert first.error == "test says no"
+    assert gate.refused == 1  # parked: never retried
+    assert [(p["unit"], p["parked_version"], p["last_error"]) for p in parked] == [
+        ("TB", 1, "test says no")
+    ]
+    assert still == []
     assert [entry["version"] for entry in log] == [2]
+
+
+async def test_an_operator_releases_parked_snapshots_once_the_cause_is_fixed(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    async with connector_and_hub(namespace, kafka_bootstrap, postgres_dsn) as (
+        connector,
+        hub,
+        gate,
+        config,
+    ):
+        await produce(
+            kafka_bootstrap, config.kafka.topic(AGGREGATES), [message(snapshot("TB", 1, 1))]
+        )
+
+        async def parked() -> list[dict[str, Any]] | None:
+            listed = await connector.get("/v1/admin/deliveries", params={"state": "parked"})
+            return listed.json() or None
+
+        await eventually(parked)
+        gate.refusing = False
+        released = (await connector.post("/v1/admin/deliveries/retry-parked")).json()
+
+        async def stored() -> list[dict[str, object]] | None:
+            return (await hub.get("/admin/received")).json() or None
+
+        log = await eventually(stored)
+    assert released == {"released": 1}
+    assert [entry["version"] for entry in log] == [1]
+
+
+async def test_reconciliation_resends_what_the_hub_lost(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    async with connector_and_hub(namespace, kafka_bootstrap, postgres_dsn) as (
+        connector,
+        hub,
+        _,
+        config,
+    ):
+        await produce(
+            kafka_bootstrap, config.kafka.topic(AGGREGATES), [message(snapshot("TB", 3, 3))]
+        )
+
+        async def stored() -> list[dict[str, Any]] | None:
+            return (await hub.get("/admin/received")).json() or None
+
+        await eventually(stored)
+        # The hub is restored from a backup older than what it acknowledged.
+        schema = f"{namespace}hub_simulator"
+        conn = await asyncpg.connect(postgres_dsn)
+        try:
+            await conn.execute(f'DELETE FROM "{schema}".aggregates')
+            await conn.execute(f'DELETE FROM "{schema}".received')
+        finally:
+            await conn.close()
+        answer = (await connector.post("/v1/admin/deliveries/reconcile")).json()
+        log = await eventually(stored)
+    assert answer == {"checked": 1, "rewound": 1, "complete": True}
+    assert [entry["version"] for entry in log] == [3]

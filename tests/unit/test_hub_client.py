@@ -1,22 +1,25 @@
 """`JsonHub` speaks DESIGN §5 to the national hub, and every attempt ends in a `HubReply`.
 
 Proves, against `httpx.MockTransport` playing the hub: a bearer token is fetched with client
-credentials, reused, renewed before it expires and refreshed once on a 401; each hub
-answer maps to its outcome (200 stored/unchanged, 409 stale with the current version,
-422 refused with reasons, 429/503 failed with Retry-After, anything else failed) and a
-connection error is a failed reply, never an exception; the PUT carries
+credentials, reused, renewed before it expires (even a token living a few seconds) and
+refreshed once on a 401; deliveries in flight together share one token fetch, after
+expiry and after a 401 alike; a token endpoint that refuses is a failed reply with its
+status and Retry-After; each hub answer maps to its outcome (200 stored/unchanged, 409
+stale with the current version, 422 refused with reasons, 429/503 failed with
+Retry-After, read in seconds or as a date against the answer's Date, anything else
+failed) and a connection error is a failed reply, never an exception; the PUT carries
 `Idempotency-Key: regime|period|unit|version` and the snapshot with exact decimals;
-`held_version` reads 200 and 404.
+`held_version` reads 200 and 404, and raises `HubUnavailableError` for anything else.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -24,8 +27,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from services.connector import hub_client
-from services.connector.hub_client import JsonHub, idempotency_key
+from services.connector.hub_client import HubUnavailableError, JsonHub, idempotency_key
 from shared import codec
 from shared.contracts import AggregateSnapshot, Completeness, DeliveryOutcome
 from shared.settings import HubSettings
@@ -60,6 +62,16 @@ SNAPSHOT = AggregateSnapshot(
 PUT_PATH = "/api/v1/aggregates/KSTT-TTHC/2026-Q1/TB"
 
 Respond = Callable[[httpx.Request], httpx.Response]
+
+
+@dataclass
+class Monotonic:
+    """A monotonic clock that moves only when told to."""
+
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @dataclass
@@ -112,9 +124,11 @@ def refuse_connection(request: httpx.Request) -> httpx.Response:
 async def make_hub() -> AsyncIterator[Callable[..., tuple[JsonHub, FakeHub]]]:
     clients: list[JsonHub] = []
 
-    def make(*answers: Respond, expires_in: int = 3600) -> tuple[JsonHub, FakeHub]:
+    def make(
+        *answers: Respond, expires_in: int = 3600, monotonic: Monotonic | None = None
+    ) -> tuple[JsonHub, FakeHub]:
         fake = FakeHub(list(answers), expires_in=expires_in)
-        client = JsonHub(SETTINGS, transport=httpx.MockTransport(fake))
+        client = JsonHub(SETTINGS, transport=httpx.MockTransport(fake), monotonic=monotonic)
         clients.append(client)
         return client, fake
 
@@ -150,18 +164,73 @@ async def test_the_token_is_reused_while_it_is_valid(make_hub: MakeHub) -> None:
     assert fake.bearers == ["Bearer token-1"] * 3
 
 
-async def test_the_token_is_renewed_before_it_expires(
-    make_hub: MakeHub, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    clock = SimpleNamespace(now=1000.0)
-    monkeypatch.setattr(hub_client, "time", SimpleNamespace(monotonic=lambda: clock.now))
-    hub, fake = make_hub(reply(200, {"status": "stored"}), expires_in=100)
+async def test_the_token_is_renewed_before_it_expires(make_hub: MakeHub) -> None:
+    clock = Monotonic()
+    hub, fake = make_hub(reply(200, {"status": "stored"}), expires_in=100, monotonic=clock)
     await hub.deliver(SNAPSHOT)
-    clock.now += 89  # under 90 % of the lifetime: still good
+    clock.now += 89  # more than 10 s left: still good
     await hub.deliver(SNAPSHOT)
-    clock.now += 1  # at 90 %: renewed early, so it never expires between check and use
+    clock.now += 1  # 10 s left: renewed early, so it never expires between check and use
     await hub.deliver(SNAPSHOT)
     assert fake.bearers == ["Bearer token-1", "Bearer token-1", "Bearer token-2"]
+
+
+async def test_a_token_living_two_seconds_is_renewed_after_one(make_hub: MakeHub) -> None:
+    clock = Monotonic()
+    hub, fake = make_hub(reply(200, {"status": "stored"}), expires_in=2, monotonic=clock)
+    for _ in range(4):
+        await hub.deliver(SNAPSHOT)
+        clock.now += 0.5
+    assert fake.bearers == ["Bearer token-1"] * 2 + ["Bearer token-2"] * 2
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "renewed_after"),
+    [("20", 10.0), (None, 50.0), ("soon", 50.0), (-5, 50.0), ("inf", 50.0)],
+)
+async def test_a_lifetime_given_as_text_is_read_and_a_missing_one_means_a_minute(
+    expires_in: Any, renewed_after: float
+) -> None:
+    clock = Monotonic()
+    bearers: list[str] = []
+
+    def hub(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth/token":
+            body = {"access_token": f"token-{clock.now}", "expires_in": expires_in}
+            return httpx.Response(200, json=body)
+        bearers.append(request.headers["authorization"])
+        return httpx.Response(200, json={"status": "stored"})
+
+    client = JsonHub(SETTINGS, transport=httpx.MockTransport(hub), monotonic=clock)
+    try:
+        for step in (0.0, renewed_after - 0.001, 0.001):
+            clock.now += step
+            await client.deliver(SNAPSHOT)
+    finally:
+        await client.aclose()
+    assert bearers[0] == bearers[1] != bearers[2]
+
+
+async def test_deliveries_in_flight_together_share_one_token_fetch(make_hub: MakeHub) -> None:
+    clock = Monotonic()
+    hub, fake = make_hub(reply(200, {"status": "stored"}), expires_in=60, monotonic=clock)
+    await asyncio.gather(*(hub.deliver(SNAPSHOT) for _ in range(8)))
+    clock.now += 60  # expired: the next burst fetches one new token, not eight
+    await asyncio.gather(*(hub.deliver(SNAPSHOT) for _ in range(8)))
+    assert fake.tokens_issued == 2
+    assert fake.bearers == ["Bearer token-1"] * 8 + ["Bearer token-2"] * 8
+
+
+async def test_deliveries_refused_together_with_401_share_one_refresh(make_hub: MakeHub) -> None:
+    def revoked_first_token(request: httpx.Request) -> httpx.Response:
+        if request.headers["authorization"] == "Bearer token-1":
+            return httpx.Response(401, json={"error": "invalid_token"})
+        return httpx.Response(200, json={"status": "stored"})
+
+    hub, fake = make_hub(revoked_first_token)
+    replies = await asyncio.gather(*(hub.deliver(SNAPSHOT) for _ in range(8)))
+    assert all(r.outcome is DeliveryOutcome.STORED for r in replies)
+    assert fake.tokens_issued == 2
 
 
 async def test_a_401_refreshes_the_token_once_and_retries(make_hub: MakeHub) -> None:
@@ -181,9 +250,11 @@ async def test_a_second_401_is_a_failed_reply_not_a_loop(make_hub: MakeHub) -> N
     assert len(fake.requests) == 2
 
 
-async def test_a_token_endpoint_failure_is_a_failed_reply(make_hub: MakeHub) -> None:
+async def test_a_token_endpoint_failure_is_a_failed_reply_with_its_retry_after() -> None:
     def no_tokens(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(503 if request.url.path == "/oauth/token" else 200)
+        if request.url.path == "/oauth/token":
+            return httpx.Response(503, json={"error": "outage"}, headers={"Retry-After": "9"})
+        return httpx.Response(200, json={"status": "stored"})
 
     hub = JsonHub(SETTINGS, transport=httpx.MockTransport(no_tokens))
     try:
@@ -191,7 +262,34 @@ async def test_a_token_endpoint_failure_is_a_failed_reply(make_hub: MakeHub) -> 
     finally:
         await hub.aclose()
     assert result.outcome is DeliveryOutcome.FAILED
+    assert result.status_code == 503
+    assert result.retry_after_s == 9.0
     assert result.error is not None
+    assert "token endpoint" in result.error
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"token_type": "Bearer", "expires_in": 60},
+        {"access_token": "", "expires_in": 60},
+        {"access_token": 42},
+        ["not", "an", "object"],
+    ],
+)
+async def test_a_token_answer_without_a_token_is_a_failed_reply(answer: Any) -> None:
+    def odd_tokens(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth/token":
+            return httpx.Response(200, json=answer)
+        return httpx.Response(200, json={"status": "stored"})
+
+    hub = JsonHub(SETTINGS, transport=httpx.MockTransport(odd_tokens))
+    try:
+        result = await hub.deliver(SNAPSHOT)
+    finally:
+        await hub.aclose()
+    assert result.outcome is DeliveryOutcome.FAILED
+    assert result.status_code == 200
 
 
 # --- what is sent -------------------------------------------------------------------------
@@ -280,20 +378,28 @@ async def test_a_refused_reply_without_reasons_quotes_the_body(make_hub: MakeHub
 
 
 @pytest.mark.parametrize(
-    ("status", "retry_after", "seconds"),
+    ("status", "retry_after", "date", "seconds"),
     [
-        (429, "7", 7.0),
-        (503, "120", 120.0),
-        (503, "1.5", 1.5),
-        (503, "-3", 0.0),
-        (503, "Wed, 18 Mar 2026 09:00:00 GMT", None),
-        (503, None, None),
+        (429, "7", None, 7.0),
+        (503, "120", None, 120.0),
+        (503, "1.5", None, 1.5),
+        (503, "-3", None, 0.0),
+        (503, "Wed, 18 Mar 2026 09:00:00 GMT", "Wed, 18 Mar 2026 08:59:30 GMT", 30.0),
+        (503, "Wed, 18 Mar 2026 09:00:00 GMT", "Wed, 18 Mar 2026 09:05:00 GMT", 0.0),
+        (503, "Wed, 18 Mar 2026 09:00:00 GMT", None, None),
+        (503, "soon", "Wed, 18 Mar 2026 08:59:30 GMT", None),
+        (503, None, None, None),
     ],
 )
-async def test_retry_after_is_read_in_seconds(
-    make_hub: MakeHub, status: int, retry_after: str | None, seconds: float | None
+async def test_retry_after_is_read_in_seconds_or_as_a_date_against_the_answers_date(
+    make_hub: MakeHub,
+    status: int,
+    retry_after: str | None,
+    date: str | None,
+    seconds: float | None,
 ) -> None:
     headers = {"Retry-After": retry_after} if retry_after is not None else {}
+    headers |= {"Date": date} if date is not None else {}
     hub, _ = make_hub(reply(status, {"error": "busy"}, **headers))
     result = await hub.deliver(SNAPSHOT)
     assert result.outcome is DeliveryOutcome.FAILED
@@ -346,9 +452,21 @@ async def test_held_version_is_none_when_the_hub_holds_nothing(make_hub: MakeHub
     assert await hub.held_version("KSTT-TTHC", "2026-Q1", "TB") is None
 
 
-async def test_held_version_raises_on_a_server_error(make_hub: MakeHub) -> None:
-    hub, _ = make_hub(reply(500, "boom"))
-    with pytest.raises(httpx.HTTPStatusError):
+@pytest.mark.parametrize(
+    "answer",
+    [
+        reply(500, "boom"),
+        reply(503, {"error": "outage"}, **{"Retry-After": "5"}),
+        reply(200, {"no": "version"}),
+        reply(200, "not json"),
+        refuse_connection,
+    ],
+)
+async def test_held_version_raises_when_the_hub_cannot_say(
+    make_hub: MakeHub, answer: Respond
+) -> None:
+    hub, _ = make_hub(answer)
+    with pytest.raises(HubUnavailableError):
         await hub.held_version("KSTT-TTHC", "2026-Q1", "TB")
 
 

@@ -2,10 +2,11 @@
 
 Proves: backoff ceilings grow exponentially from `base_s` up to `cap_s`; the delay is full
 jitter, spread over 0..ceiling, and never below the hub's Retry-After; each delivery
-outcome leads to its step (acked, retry, parked); the circuit opens after `threshold`
-consecutive failures, lets nothing through while open and one probe after the cool-down
-(on an explicit clock), closes on a successful probe and doubles the cool-down on a failed
-one, up to the maximum.
+outcome leads to its step (acked, retry, parked), and only stored and unchanged mean the
+hub holds the very version sent; the circuit opens after `threshold` consecutive failures,
+lets nothing through while open and one probe after the cool-down (never shorter than the
+hub's Retry-After), closes on a successful probe and doubles the cool-down on a failed
+one, up to the maximum; `record` reports each opening and closing, once.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.connector.hub_client import HubReply
-from services.connector.policy import Backoff, Circuit, CircuitState, Step, step_after
+from services.connector.policy import (
+    Backoff,
+    Circuit,
+    CircuitState,
+    Step,
+    Transition,
+    holds_this_version,
+    step_after,
+)
 from shared.contracts import DeliveryOutcome
 
 pytestmark = pytest.mark.unit
@@ -124,6 +133,22 @@ def test_every_delivery_outcome_has_a_step() -> None:
     assert {step_after(HubReply(o)) for o in DeliveryOutcome} == set(Step)
 
 
+@pytest.mark.parametrize(
+    ("outcome", "holds"),
+    [
+        (DeliveryOutcome.STORED, True),
+        (DeliveryOutcome.UNCHANGED, True),
+        (DeliveryOutcome.STALE, False),  # it holds a newer one
+        (DeliveryOutcome.REFUSED, False),
+        (DeliveryOutcome.FAILED, False),
+    ],
+)
+def test_only_stored_and_unchanged_mean_the_hub_holds_the_version_sent(
+    outcome: DeliveryOutcome, holds: bool
+) -> None:
+    assert holds_this_version(HubReply(outcome)) is holds
+
+
 # --- the circuit breaker ----------------------------------------------------------------
 
 
@@ -216,3 +241,24 @@ def test_after_closing_the_next_opening_starts_from_the_first_cool_down() -> Non
 def test_failures_of_deliveries_in_flight_when_it_opened_do_not_lengthen_the_cool_down() -> None:
     circuit = failing(Circuit(threshold=5, cool_down_s=5.0), CONCURRENCY, T0)
     assert circuit.reopen_at == at(5)
+
+
+def test_record_says_when_the_circuit_opens_and_when_it_closes_once_each() -> None:
+    circuit = Circuit(threshold=2, cool_down_s=5.0)
+    assert circuit.record(hub_failed=True, now=T0) is None
+    assert circuit.record(hub_failed=True, now=T0) is Transition.OPENED
+    assert circuit.record(hub_failed=True, now=T0) is None  # in flight when it opened
+    circuit.capacity(at(5), CONCURRENCY)
+    assert circuit.record(hub_failed=True, now=at(5)) is Transition.OPENED  # failed probe
+    circuit.capacity(at(15), CONCURRENCY)
+    assert circuit.record(hub_failed=False, now=at(15)) is Transition.CLOSED
+    assert circuit.record(hub_failed=False, now=at(16)) is None
+
+
+@pytest.mark.parametrize(("retry_after", "reopens"), [(None, 5), (2.0, 5), (30.0, 30)])
+def test_the_cool_down_is_never_shorter_than_the_hubs_retry_after(
+    retry_after: float | None, reopens: float
+) -> None:
+    circuit = Circuit(threshold=1, cool_down_s=5.0)
+    circuit.record(hub_failed=True, now=T0, retry_after_s=retry_after)
+    assert circuit.reopen_at == at(reopens)
