@@ -21,6 +21,7 @@ from .settings import ConnectorSettings
 def build_app(settings: ConnectorSettings, hub: HubAdapter | None = None) -> FastAPI:
     """`hub` replaces the JSON adapter (another transport or message format, or a test's)."""
     runtime = Runtime("connector", settings, Path(__file__).parent / "migrations")
+    runtime.metrics.prepare_delivery(runtime.catalog.regime_codes)
     ledger = PostgresLedger(lambda: runtime.pool, lambda: runtime.relay.notify())
     deliverer = Deliverer(
         ledger,

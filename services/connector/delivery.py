@@ -67,7 +67,6 @@ class Deliverer:
             section.circuit_threshold, section.circuit_cool_down_s, section.circuit_max_cool_down_s
         )
         self._wake = asyncio.Event()
-        runtime.metrics.prepare_delivery(runtime.catalog.regime_codes)
 
     def notify(self) -> None:
         """A new version is known: deliver now rather than at the next poll."""
