@@ -7,7 +7,8 @@ already applied (the consumer group rewound to the beginning, as after a crash b
 offset commit) publishes nothing and changes nothing; an undecodable record goes to the
 dead-letter topic and the rest of its batch is counted; the `recompute` command run as a
 process agrees with the stored snapshots, finds a snapshot that differs, and with
-`--publish` repairs it as the next version, relayed by the running service.
+`--publish` repairs it as the next version, relayed by the running service; two roll-ups
+of one regime-period that overlap in time (a rebalance) number their versions in turn.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.aggregation.app import build_app
+from services.aggregation.app import MIGRATIONS, build_app
 from services.aggregation.folds import fold, frame_for, snapshots
 from services.aggregation.recompute import recompute
+from services.aggregation.rollup import RollupStage
 from services.aggregation.settings import AggregationSettings
 from shared import codec
 from shared.catalog import load_catalog
@@ -36,6 +38,8 @@ from shared.contracts import (
     Timeliness,
     regime_period_key,
 )
+from shared.db import create_pool, migrate
+from shared.runtime import Runtime
 from shared.settings import REPO_ROOT
 from shared.topics import ensure_topics
 from tests import factories
@@ -320,3 +324,34 @@ async def test_recompute_agrees_finds_a_difference_and_publishes_the_repair(
         assert await recompute(config, "KSTT-TTHC", "2025-Q1") == 0
     status, _ = await run_recompute(config, "--regime", "KSTT-TTHC", "--period", "2025-M01")
     assert status == 2
+
+
+async def test_two_transactions_on_one_regime_period_number_their_versions_one_after_the_other(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    # As when a rebalance hands a partition over while the previous owner is still
+    # finishing a batch: two roll-ups of the same regime-period overlap in time.
+    config = settings(namespace, kafka_bootstrap, postgres_dsn)
+    pool = await create_pool(config.postgres, config.postgres.schema_name("aggregation"))
+    stage = RollupStage(Runtime("aggregation", config, MIGRATIONS))
+    try:
+        await migrate(pool, MIGRATIONS)
+
+        async def roll_up(report: AcceptedReport) -> list[AggregateSnapshot]:
+            async with pool.acquire() as conn, conn.transaction():
+                _, emitted = await stage.roll_up(conn, [report], NOW)
+                await asyncio.sleep(0.5)  # still uncommitted while the other one runs
+                return emitted
+
+        first, second = await asyncio.gather(
+            roll_up(factories.accepted(unit="TB.DH.N01")),
+            roll_up(factories.accepted(unit="TB.HH.N01")),
+        )
+        stored = await stored_versions(postgres_dsn, config)
+    finally:
+        await pool.close()
+    assert sorted(s.version for s in [*first, *second]) == [1, 2]
+    last = max([*first, *second], key=lambda s: s.version)
+    assert last.completeness.reported == 2
+    assert stored == {"TB": 2}
+    assert await recompute(config, "KSTT-TTHC", "2026-Q1") == 0

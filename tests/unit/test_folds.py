@@ -2,12 +2,17 @@
 
 Proves, by folding plain lists: each aggregation type (sum, avg, min, max, none) and each
 derived indicator of the catalog (zero denominator → None, `decimals` rounded half up);
-completeness (expected, reported, on time by the FIRST accepted revision, 2-decimal rates,
-missing units sorted); the scopes of the catalog's periods (KSTT-TTHC 2025-Q1: the province
-and the 8 districts; 2026-Q1: the province only); and, as hypothesis properties, that
-shuffling, duplicating and interleaving corrections give the snapshots of folding only
-the latest revision per unit, that a correction replaces and never adds, that explicit
-zeros stay zero and that an indicator with no value is present as None.
+sums exact beyond 28 digits and averages rounded once at 28 digits, the same in every
+order and under any caller's decimal context (checked against fractions); completeness
+(expected, reported, on time by the FIRST accepted revision, 2-decimal rates, missing
+units sorted); the hierarchy in force for the period (KSTT-TTHC 2025-Q1 and Q2: the
+province and the 8 districts, communes rolled up to their district; 2025-Q3 onwards: the
+province only, communes straight under it); versions (1 for every scope's first snapshot,
++1 only for a scope whose content changed); and, as hypothesis properties over the catalog
+and over every aggregation type, that shuffling, duplicating, interleaving corrections
+and folding in two parts give the snapshots of folding only the latest revision per unit,
+that a correction replaces and never adds, that explicit zeros stay zero and that an
+indicator with no value is present as None.
 """
 
 from __future__ import annotations
