@@ -62,6 +62,8 @@ async def recompute(
                 (regime, period), {}
             )
             fresh = versions(frame, period, state, latest, settings.clock().now(), scopes)
+            if not state and not latest:
+                fresh = []  # nothing counted, nothing published: nothing to compare
             if publish and fresh:
                 await store.save_snapshots(conn, fresh)
                 topic = settings.kafka.topic(AGGREGATES)
@@ -81,7 +83,7 @@ async def recompute(
         kept = latest.get(scope)
         line = {
             "unit": scope,
-            "matches_stored": kept is not None and kept.figures == figures,
+            "matches_stored": kept.figures == figures if kept else not state,
             "stored_version": kept.number if kept else None,
             "published_version": published.get(scope),
             "values": figures.values,

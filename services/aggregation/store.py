@@ -173,25 +173,6 @@ async def save_snapshots(conn: Connection, snapshots: Sequence[AggregateSnapshot
     )
 
 
-async def latest_snapshots(conn: Connection, regime: str, period: str) -> list[AggregateSnapshot]:
-    rows = await conn.fetch(
-        "SELECT * FROM snapshots WHERE regime = $1 AND period = $2 ORDER BY unit", regime, period
-    )
-    return [
-        AggregateSnapshot(
-            regime=r["regime"],
-            regime_version=r["regime_version"],
-            period=r["period"],
-            unit=r["unit"],
-            version=r["version"],
-            values=_values(r["values"]),
-            completeness=Completeness.model_validate(r["completeness"]),
-            computed_at=r["computed_at"],
-        )
-        for r in rows
-    ]
-
-
 async def all_contributions(conn: Connection, regime: str, period: str) -> dict[str, Contribution]:
     found = await contributions(conn, [(regime, period)])
     return found.get((regime, period), {})

@@ -14,6 +14,7 @@ of one regime-period that overlap in time (a rebalance) number their versions in
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import sys
 from datetime import datetime
@@ -309,7 +310,9 @@ async def test_recompute_agrees_finds_a_difference_and_publishes_the_repair(
             f'UPDATE "{schema}".snapshots SET values = values || \'{{"RECEIVED_ONLINE": 1}}\''
             " WHERE unit = 'TB.VT'",
         )
-        status, lines = await run_recompute(config, *args, "--unit", "TB.VT")
+        found = io.StringIO()
+        status = await recompute(config, "KSTT-TTHC", "2025-Q1", unit="TB.VT", out=found)
+        lines = [codec.loads(line) for line in found.getvalue().splitlines()]
         assert (status, [line["matches_stored"] for line in lines]) == (1, [False])
         status, lines = await run_recompute(config, *args, "--unit", "TB.VT", "--publish")
         assert status == 0
@@ -322,8 +325,14 @@ async def test_recompute_agrees_finds_a_difference_and_publishes_the_repair(
         fixed = await eventually(repaired)
         assert fixed.values["RECEIVED_ONLINE"] == Decimal(15)
         assert await recompute(config, "KSTT-TTHC", "2025-Q1") == 0
-    status, _ = await run_recompute(config, "--regime", "KSTT-TTHC", "--period", "2025-M01")
-    assert status == 2
+    assert await recompute(config, "KSTT-TTHC", "2025-M01") == 2  # not a quarter
+    # A period nobody reported: nothing counted, nothing published, nothing differs.
+    quiet = io.StringIO()
+    assert await recompute(config, "KSTT-TTHC", "2024-Q4", out=quiet, publish=True) == 0
+    lines = [codec.loads(line) for line in quiet.getvalue().splitlines()]
+    assert [(line["matches_stored"], line["published_version"]) for line in lines] == [
+        (True, None)
+    ] * 9
 
 
 async def test_two_transactions_on_one_regime_period_number_their_versions_one_after_the_other(
