@@ -2,27 +2,68 @@
 
 `empty()` → `apply(state, accepted)` → `snapshot(state, frame, scope)`. The state holds,
 per reporting unit, its latest accepted revision and the timeliness of its first accepted
-revision. Applying a report only ever keeps the higher revision, so the result does not
-depend on the order, on duplicates or on redeliveries: a correction replaces a unit's
-contribution, it never adds to it. The same fold serves the live service and the
-`recompute` command that checks it.
+revision: the highest revision wins the figures, the lowest the timeliness, so the result
+does not depend on the order, on duplicates or on redeliveries, and a correction replaces
+a unit's contribution, it never adds to it. `versions()` turns a state into the snapshot
+versions to publish. The same fold serves the live service and the `recompute` command
+that checks it.
+
+Decisions the catalog leaves open, fixed here (DESIGN §3-4, catalog/README.md):
+- On time is decided by the first accepted revision (DESIGN §4): a late correction of an
+  on-time report stays on time, an on-time correction of a late one stays late, even when
+  the first revision arrives after the correction (a replay).
+- `sum` is exact whatever the number of digits (an unbounded context: no addition rounds),
+  so a total never depends on the order of the reports.
+- `avg` is that exact sum divided once by the count, at 28 significant digits (fixed here,
+  not read from the thread's context) and not rounded further: the catalog rounds only
+  derived values. One division of an order-independent sum is order-independent.
+- `min`/`max` compare exactly; between equal numbers written differently (1.0, 1.00) the
+  frame's unit order decides, never the arrival order.
+- `none` indicators are not rolled up: a scope shows its own value when the scope unit
+  reports itself, else null (never the value of a unit below it).
+- Derived indicators are computed at every scope from the scope's values at 60 significant
+  digits, then rounded half up to the indicator's `decimals`; a zero denominator or a
+  missing input gives null.
+- Every indicator of the regime is present in every snapshot: explicit zeros stay zeros and
+  "no value" is null, so the hub never keeps a stale value (DESIGN §3).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import (
+    MAX_EMAX,
+    MAX_PREC,
+    MIN_EMIN,
+    ROUND_HALF_EVEN,
+    ROUND_HALF_UP,
+    Context,
+    Decimal,
+    DivisionByZero,
+    InvalidOperation,
+    Overflow,
+    localcontext,
+)
 from types import MappingProxyType
 
-from shared.catalog import Aggregation, Catalog, Regime
-from shared.contracts import AcceptedReport, Completeness, Timeliness, Value
+from shared.catalog import Aggregation, Catalog, Indicator, Regime
+from shared.contracts import AcceptedReport, AggregateSnapshot, Completeness, Timeliness, Value
 from shared.expressions import Expression
 from shared.periods import cutoff_window, parse_period
 
 HUNDRED = Decimal(100)
 CENT = Decimal("0.01")
+
+_TRAPS = [InvalidOperation, DivisionByZero, Overflow]
+# Additions, comparisons and quantizing: never rounded, whatever the number of digits.
+EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, rounding=ROUND_HALF_UP, traps=_TRAPS)
+# The mean: Python's default precision, fixed so that no caller's context changes it.
+AVERAGE = Context(prec=28, rounding=ROUND_HALF_EVEN, traps=_TRAPS)
+# Derived formulas: wide enough that rounding to `decimals` afterwards is the only rounding
+# that shows for any realistic figure.
+DERIVED = Context(prec=60, Emax=MAX_EMAX, Emin=MIN_EMIN, rounding=ROUND_HALF_EVEN, traps=_TRAPS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +100,6 @@ def apply(state: State, report: AcceptedReport) -> State:
             report.revision,
             on_time,
         )
-    elif report.revision == current.revision:
-        return state
     elif report.revision > current.revision:
         updated = replace(
             current,
@@ -73,6 +112,7 @@ def apply(state: State, report: AcceptedReport) -> State:
         # An older revision seen late (replay, reordering): it is only the earlier first.
         updated = replace(current, first_revision=report.revision, first_on_time=on_time)
     else:
+        # The same revision again (a redelivery), or one between the first and the latest.
         return state
     return MappingProxyType({**state, report.unit: updated})
 
@@ -98,14 +138,23 @@ class Frame:
 
 
 def frame_for(catalog: Catalog, regime_code: str, period_code: str) -> Frame | None:
-    """The roll-up frame, or None when the catalog has no such regime version for the period."""
+    """The roll-up frame; None when no version of the regime is in force for the period
+    (or the period code is not of the regime's frequency).
+
+    periods.md: the regime version and the unit hierarchy are those in force on the last
+    day of the period's cut-off window (districts until 2025-06-30, communes straight
+    under the province from 2025-07-01).
+    """
     versions = catalog.regime_versions(regime_code)
     if not versions:
         return None
-    period = parse_period(period_code)
+    try:
+        period = parse_period(period_code)
+    except ValueError:
+        return None
     day = cutoff_window(period, versions[0].period_convention).end
     regime = catalog.regime_in_force(regime_code, day)
-    if regime is None:
+    if regime is None or regime.frequency is not period.frequency:
         return None
     reporters = {
         scope: catalog.reporters_under(regime, day, scope) for scope in catalog.scopes(regime, day)
@@ -123,67 +172,126 @@ class Figures:
     completeness: Completeness
 
 
-def _roll(values: list[Decimal], how: Aggregation) -> Decimal | None:
+def _roll(values: Sequence[Decimal], how: Aggregation) -> Decimal | None:
     if not values:
         return None
     if how is Aggregation.SUM:
-        return sum(values, Decimal(0))
+        return _exact_sum(values)
     if how is Aggregation.AVG:
-        return sum(values, Decimal(0)) / len(values)
+        return AVERAGE.divide(_exact_sum(values), Decimal(len(values)))
     if how is Aggregation.MIN:
-        return min(values)
+        return min(values)  # the first of equal values: frame order, not arrival order
     if how is Aggregation.MAX:
         return max(values)
     return None
 
 
+def _exact_sum(values: Iterable[Decimal]) -> Decimal:
+    total = Decimal(0)
+    for value in values:
+        total = EXACT.add(total, value)
+    return total
+
+
+def _derive(
+    expression: Expression, indicator: Indicator, numbers: Mapping[str, Decimal]
+) -> Decimal | None:
+    """A derived value, rounded as the catalog says; None when it has none."""
+    try:
+        with localcontext(DERIVED):
+            result = expression.compute(numbers)
+        if result is None or indicator.decimals is None:
+            return result
+        return result.quantize(Decimal(1).scaleb(-indicator.decimals), context=EXACT)
+    except (ArithmeticError, ValueError):
+        # Overflow or a value too large to quantize: no value rather than a stuck batch.
+        return None
+
+
 def _percent(part: int, whole: int) -> Decimal:
-    return (
-        (Decimal(part) * HUNDRED / Decimal(whole)).quantize(CENT, ROUND_HALF_UP)
-        if whole
-        else Decimal(0)
-    )
+    """DESIGN §4: completeness rates in percent, 2 decimals."""
+    if not whole:
+        return Decimal(0)
+    return AVERAGE.divide(Decimal(part) * HUNDRED, Decimal(whole)).quantize(CENT, ROUND_HALF_UP)
 
 
 def snapshot(state: State, frame: Frame, scope: str) -> Figures:
     """The scope's roll-up: every indicator present (null when no value is left)."""
     expected = frame.reporters[scope]
     counted = [state[u] for u in expected if u in state]
+    own = state.get(scope) if scope in expected else None
     values: dict[str, Value | None] = {}
     numbers: dict[str, Decimal] = {}
     for indicator in frame.regime.indicators:
         how = indicator.aggregation
         if indicator.is_derived or how is None:
             continue
+        value: Value | None
         if how is Aggregation.NONE:
-            # Not rolled up: a scope shows only its own value, and null rather than nothing
-            # when it has none, so the hub never keeps a stale one.
-            own = state.get(scope) if scope in expected else None
-            values[indicator.code] = own.values.get(indicator.code) if own else None
-            continue
-        present = [c.values[indicator.code] for c in counted if indicator.code in c.values]
-        rolled = _roll([v for v in present if isinstance(v, Decimal)], how)
-        values[indicator.code] = rolled
-        if rolled is not None:
-            numbers[indicator.code] = rolled
+            value = own.values.get(indicator.code) if own else None
+        else:
+            present = (c.values.get(indicator.code) for c in counted)
+            value = _roll([v for v in present if isinstance(v, Decimal)], how)
+        values[indicator.code] = value
+        if isinstance(value, Decimal):
+            numbers[indicator.code] = value
     for indicator in frame.regime.indicators:
         if indicator.derived:
-            result = frame.derived[indicator.code].compute(numbers)
-            if result is not None and indicator.decimals is not None:
-                result = result.quantize(Decimal(1).scaleb(-indicator.decimals), ROUND_HALF_UP)
-            values[indicator.code] = result
-    reported = {c.unit for c in counted}
+            values[indicator.code] = _derive(frame.derived[indicator.code], indicator, numbers)
     on_time = sum(1 for c in counted if c.first_on_time)
     completeness = Completeness(
         expected=len(expected),
-        reported=len(reported),
+        reported=len(counted),
         on_time=on_time,
-        rate=_percent(len(reported), len(expected)),
+        rate=_percent(len(counted), len(expected)),
         on_time_rate=_percent(on_time, len(expected)),
-        missing=tuple(u for u in expected if u not in reported),
+        missing=tuple(u for u in expected if u not in state),
     )
     return Figures(frame.regime.version, values, completeness)
 
 
 def snapshots(state: State, frame: Frame) -> dict[str, Figures]:
     return {scope: snapshot(state, frame, scope) for scope in frame.scopes}
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """The latest snapshot of a scope: its version number and content."""
+
+    number: int
+    figures: Figures
+
+
+def versions(
+    frame: Frame,
+    period: str,
+    state: State,
+    latest: Mapping[str, Version],
+    computed_at: datetime,
+    scopes: Iterable[str] | None = None,
+) -> list[AggregateSnapshot]:
+    """The snapshots to publish: one per scope whose content changed, numbered latest + 1.
+
+    DESIGN §3: `version` rises by one on every change of a scope's snapshot, and only then,
+    so the number of versions a scope goes through is the number of its changes. Content
+    is compared by value (3.0 equals 3.00).
+    """
+    emitted: list[AggregateSnapshot] = []
+    for scope in frame.scopes if scopes is None else scopes:
+        figures = snapshot(state, frame, scope)
+        previous = latest.get(scope)
+        if previous is not None and previous.figures == figures:
+            continue
+        emitted.append(
+            AggregateSnapshot(
+                regime=frame.regime.code,
+                regime_version=figures.regime_version,
+                period=period,
+                unit=scope,
+                version=(previous.number if previous else 0) + 1,
+                values=dict(figures.values),
+                completeness=figures.completeness,
+                computed_at=computed_at,
+            )
+        )
+    return emitted

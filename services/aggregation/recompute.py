@@ -1,56 +1,115 @@
-"""`recompute`: the snapshots of one regime and period, folded again from the stored
-contributions, compared with the stored snapshots. Exit status 1 when they differ."""
+"""`recompute`: the snapshots of a regime and period folded again from the stored
+contributions and compared with the stored snapshots, one JSON line per scope.
+
+    python -m services.aggregation recompute --regime KSTT-TTHC --period 2025-Q1 [--unit TB.DH]
+        [--publish]
+
+Exit status 0 when every scope matches, 1 when one differs, 2 when the catalog has no such
+regime version, period or scope. With `--publish`, a scope that differs (after a catalog
+correction, say) gets the recomputed snapshot as its next version, written to the outbox
+in the same transaction, under the same lock as the live roll-up; the running service's
+relay publishes it. Exit status 0 then means every difference was published.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+from typing import TextIO
 
-from shared import codec
-from shared.catalog import load_catalog
-from shared.db import create_pool
+from shared import codec, outbox
+from shared.catalog import Catalog, load_catalog
+from shared.contracts import AGGREGATES, scope_key
+from shared.db import Pool, create_pool
+from shared.outbox import OutboxMessage
 
 from . import store
-from .folds import frame_for, snapshots
+from .folds import frame_for, snapshot, versions
 from .settings import AggregationSettings
 
 
-async def recompute(settings: AggregationSettings, regime: str, period: str) -> int:
-    catalog = load_catalog(settings.catalog_dir)
-    frame = frame_for(catalog, regime, period)
+async def recompute(
+    settings: AggregationSettings,
+    regime: str,
+    period: str,
+    *,
+    unit: str | None = None,
+    publish: bool = False,
+    out: TextIO = sys.stdout,
+    catalog: Catalog | None = None,
+    pool: Pool | None = None,
+) -> int:
+    """Compare (and with `publish`, repair); `catalog` and `pool` are reused when given."""
+    frame = frame_for(catalog or load_catalog(settings.catalog_dir), regime, period)
     if frame is None:
         sys.stderr.write(f"no version of {regime} is in force for {period}\n")
         return 2
-    pool = await create_pool(settings.postgres, settings.postgres.schema_name("aggregation"))
+    if unit is not None and unit not in frame.reporters:
+        sys.stderr.write(f"{unit} is not an aggregate scope of {regime} {period}\n")
+        return 2
+    scopes = frame.scopes if unit is None else (unit,)
+    own_pool = pool is None
+    if pool is None:
+        pool = await create_pool(settings.postgres, settings.postgres.schema_name("aggregation"))
     try:
-        async with pool.acquire() as conn:
+        # One transaction under the roll-up's lock: contributions and snapshots are read
+        # as of one commit, never halfway through a batch the service is applying.
+        async with pool.acquire() as conn, conn.transaction():
+            await store.lock(conn, [(regime, period)])
             state = await store.all_contributions(conn, regime, period)
-            stored = {s.unit: s for s in await store.latest_snapshots(conn, regime, period)}
+            latest = (await store.stored_snapshots(conn, [(regime, period)])).get(
+                (regime, period), {}
+            )
+            fresh = versions(frame, period, state, latest, settings.clock().now(), scopes)
+            if not state and not latest:
+                fresh = []  # nothing counted, nothing published: nothing to compare
+            if publish and fresh:
+                await store.save_snapshots(conn, fresh)
+                topic = settings.kafka.topic(AGGREGATES)
+                await outbox.write(
+                    conn,
+                    [
+                        OutboxMessage(topic, scope_key(regime, period, s.unit), codec.dumps(s))
+                        for s in fresh
+                    ],
+                )
     finally:
-        await pool.close()
-    differences = 0
-    for scope, figures in snapshots(state, frame).items():
-        kept = stored.get(scope)
-        same = kept is not None and (kept.values, kept.completeness) == (
-            figures.values,
-            figures.completeness,
-        )
-        differences += not same
+        if own_pool:
+            await pool.close()
+    published = {s.unit: s.version for s in fresh} if publish else {}
+    for scope in scopes:
+        figures = snapshot(state, frame, scope)
+        kept = latest.get(scope)
         line = {
             "unit": scope,
-            "matches_stored": same,
-            "stored_version": kept.version if kept else None,
+            "matches_stored": kept.figures == figures if kept else not state,
+            "stored_version": kept.number if kept else None,
+            "published_version": published.get(scope),
             "values": figures.values,
             "completeness": figures.completeness.model_dump(),
         }
-        sys.stdout.write(codec.dumps(line).decode() + "\n")
-    return 1 if differences else 0
+        out.write(codec.dumps(line).decode() + "\n")
+    return 1 if fresh and not publish else 0
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.aggregation recompute")
-    parser.add_argument("--regime", required=True)
-    parser.add_argument("--period", required=True)
+    parser = argparse.ArgumentParser(
+        prog="python -m services.aggregation recompute",
+        description="Fold a regime and period again from the stored contributions and "
+        "compare with the stored snapshots.",
+    )
+    parser.add_argument("--regime", required=True, help="regime code, e.g. KSTT-TTHC")
+    parser.add_argument("--period", required=True, help="period code, e.g. 2025-Q1")
+    parser.add_argument("--unit", help="one aggregate scope (default: every scope)")
+    parser.add_argument(
+        "--publish",
+        action="store_true",
+        help="publish the recomputed snapshot as the next version of every scope that differs",
+    )
     args = parser.parse_args(argv)
-    return asyncio.run(recompute(AggregationSettings(), args.regime, args.period))
+    return asyncio.run(
+        recompute(
+            AggregationSettings(), args.regime, args.period, unit=args.unit, publish=args.publish
+        )
+    )

@@ -3,22 +3,39 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from shared.contracts import AcceptedReport, AggregateSnapshot, Completeness
 from shared.db import Connection
 
-from .folds import Contribution, Figures
+from .folds import Contribution, Figures, Version
 
 RegimePeriod = tuple[str, str]
 
 
-@dataclass(frozen=True, slots=True)
-class StoredSnapshot:
-    version: int
-    figures: Figures
+async def lock(conn: Connection, keys: Iterable[RegimePeriod]) -> None:
+    """Serialise the transactions that change the same regime-periods, until commit.
+
+    One instance owns a regime-period (its reports share a partition), but during a
+    rebalance the previous owner may still be finishing a batch, and `recompute --publish`
+    runs beside the service: without this, two transactions could fold the same old state
+    or number two different snapshots alike. Locks are taken in one order (no deadlock);
+    the schema is part of the key, so separate deployments on one server never wait on
+    each other.
+    """
+    names = sorted({f"{regime}|{period}" for regime, period in keys})
+    if not names:
+        return
+    await conn.execute(
+        """
+        SELECT pg_advisory_xact_lock(h) FROM (
+            SELECT DISTINCT hashtext(current_schema() || '.aggregate|' || n) AS h
+            FROM unnest($1::text[]) AS n ORDER BY h
+        ) AS ordered
+        """,
+        names,
+    )
 
 
 async def mark_applied(conn: Connection, reports: Sequence[AcceptedReport]) -> set[str]:
@@ -43,6 +60,8 @@ async def contributions(
     conn: Connection, keys: Iterable[RegimePeriod]
 ) -> dict[RegimePeriod, dict[str, Contribution]]:
     regimes, periods = _pairs(keys)
+    if not regimes:
+        return {}
     rows = await conn.fetch(
         """
         SELECT c.* FROM contributions c
@@ -103,8 +122,11 @@ async def save_contributions(
 
 async def stored_snapshots(
     conn: Connection, keys: Iterable[RegimePeriod]
-) -> dict[tuple[str, str, str], StoredSnapshot]:
+) -> dict[RegimePeriod, dict[str, Version]]:
+    """The latest version of every scope of the regime-periods, by regime-period and scope."""
     regimes, periods = _pairs(keys)
+    if not regimes:
+        return {}
     rows = await conn.fetch(
         """
         SELECT s.* FROM snapshots s
@@ -113,8 +135,9 @@ async def stored_snapshots(
         regimes,
         periods,
     )
-    return {
-        (r["regime"], r["period"], r["unit"]): StoredSnapshot(
+    found: dict[RegimePeriod, dict[str, Version]] = {}
+    for r in rows:
+        found.setdefault((r["regime"], r["period"]), {})[r["unit"]] = Version(
             r["version"],
             Figures(
                 r["regime_version"],
@@ -122,8 +145,7 @@ async def stored_snapshots(
                 Completeness.model_validate(r["completeness"]),
             ),
         )
-        for r in rows
-    }
+    return found
 
 
 async def completeness_at(
@@ -169,25 +191,6 @@ async def save_snapshots(conn: Connection, snapshots: Sequence[AggregateSnapshot
         [s.completeness.model_dump(mode="python") for s in snapshots],
         [s.computed_at for s in snapshots],
     )
-
-
-async def latest_snapshots(conn: Connection, regime: str, period: str) -> list[AggregateSnapshot]:
-    rows = await conn.fetch(
-        "SELECT * FROM snapshots WHERE regime = $1 AND period = $2 ORDER BY unit", regime, period
-    )
-    return [
-        AggregateSnapshot(
-            regime=r["regime"],
-            regime_version=r["regime_version"],
-            period=r["period"],
-            unit=r["unit"],
-            version=r["version"],
-            values=_values(r["values"]),
-            completeness=Completeness.model_validate(r["completeness"]),
-            computed_at=r["computed_at"],
-        )
-        for r in rows
-    ]
 
 
 async def all_contributions(conn: Connection, regime: str, period: str) -> dict[str, Contribution]:

@@ -1,24 +1,77 @@
-"""Aggregation against real Kafka and PostgreSQL: snapshots with rising versions, exactly once."""
+"""Aggregation against real Kafka and PostgreSQL: snapshots with rising versions, exactly once.
+
+Proves: the latest revision of each unit is counted once (duplicates and older revisions
+change nothing and publish no version); a 2025 quarter of KSTT-TTHC gets a snapshot for the
+province and for each district, naming the missing units; a redelivery of everything
+already applied (the consumer group rewound to the beginning, as after a crash before the
+offset commit) publishes nothing and changes nothing; an undecodable record goes to the
+dead-letter topic and the rest of its batch is counted; the `recompute` command run as a
+process agrees with the stored snapshots, finds a snapshot that differs, and with
+`--publish` repairs it as the next version, relayed by the running service; two roll-ups
+of one regime-period that overlap in time (a rebalance) number their versions in turn.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import io
+import os
+import sys
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from services.aggregation.app import build_app
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from services.aggregation.app import MIGRATIONS, build_app
+from services.aggregation.folds import fold, frame_for, snapshots
 from services.aggregation.recompute import recompute
+from services.aggregation.rollup import RollupStage
 from services.aggregation.settings import AggregationSettings
 from shared import codec
-from shared.contracts import ACCEPTED, AGGREGATES, AggregateSnapshot, regime_period_key
+from shared.catalog import load_catalog
+from shared.contracts import (
+    ACCEPTED,
+    AGGREGATES,
+    AcceptedReport,
+    AggregateSnapshot,
+    Timeliness,
+    regime_period_key,
+)
+from shared.db import create_pool, migrate
+from shared.runtime import Runtime
+from shared.settings import REPO_ROOT
+from shared.topics import ensure_topics
 from tests import factories
-from tests.harness import TopicReader, produce, running, service_settings
+from tests.harness import TopicReader, eventually, produce, running, service_settings
 
 NOW = datetime.fromisoformat("2026-03-16T10:00:00+07:00")
 KEY = regime_period_key("KSTT-TTHC", "2026-Q1")
+KEY_2025 = regime_period_key("KSTT-TTHC", "2025-Q1")
+CATALOG = load_catalog(REPO_ROOT / "catalog")
+DISTRICTS = ("TB.DH", "TB.HH", "TB.KX", "TB.QP", "TB.TH", "TB.TPTB", "TB.TT", "TB.VT")
 
 
 def settings(namespace: str, kafka_bootstrap: str, postgres_dsn: str) -> AggregationSettings:
     return service_settings(AggregationSettings, namespace, kafka_bootstrap, postgres_dsn, now=NOW)
+
+
+def decoded(records: list[Any]) -> list[AggregateSnapshot]:
+    return [codec.decode(AggregateSnapshot, r.value) for r in records]
+
+
+def latest_by_scope(records: list[Any]) -> dict[str, AggregateSnapshot]:
+    latest: dict[str, AggregateSnapshot] = {}
+    for s in decoded(records):
+        if s.unit not in latest or s.version > latest[s.unit].version:
+            latest[s.unit] = s
+    return latest
+
+
+def kstt_2025(unit: str, online: int, **overrides: Any) -> AcceptedReport:
+    values = dict(factories.KSTT_VALUES, RECEIVED_ONLINE=Decimal(online))
+    return factories.accepted(period="2025-Q1", unit=unit, values=values, **overrides)
 
 
 async def test_snapshots_count_the_latest_revision_of_each_unit_once(
@@ -39,17 +92,12 @@ async def test_snapshots_count_the_latest_revision_of_each_unit_once(
             await produce(kafka_bootstrap, topic, messages)
 
             async def latest() -> AggregateSnapshot | None:
-                snapshots = [
-                    codec.decode(AggregateSnapshot, r.value) for r in await aggregates.poll()
-                ]
-                last = snapshots[-1]
+                last = decoded(await aggregates.poll())[-1]
                 return (
                     last
                     if last.completeness.reported == 2 and last.values["RECEIVED_ONLINE"] == 250
                     else None
                 )
-
-            from tests.harness import eventually
 
             final = await eventually(latest)
         status = await recompute(config, "KSTT-TTHC", "2026-Q1")
@@ -59,7 +107,260 @@ async def test_snapshots_count_the_latest_revision_of_each_unit_once(
     assert final.values["ONLINE_RATE"] == Decimal("80.65")  # 250 / 310
     assert final.completeness.expected == 17
     assert final.completeness.missing[:2] == ("TB.DH.N02", "TB.HH.N02")
-    versions = [codec.decode(AggregateSnapshot, r.value).version for r in aggregates.records]
+    versions = [s.version for s in decoded(aggregates.records)]
     assert versions == list(range(1, len(versions) + 1))
     assert len(versions) <= 3  # a1; b1 (+ a2, maybe in the same batch); never for a duplicate
     assert status == 0
+
+
+async def test_a_2025_quarter_has_a_snapshot_per_district_and_a_redelivery_changes_nothing(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    config = settings(namespace, kafka_bootstrap, postgres_dsn)
+    reports = [
+        kstt_2025("TB.DH", 100),
+        kstt_2025("TB.DH.X01", 10, timeliness=Timeliness.LATE),
+        kstt_2025("TB.DH.X02", 20),
+        kstt_2025("TB.HH.X03", 1000),
+        kstt_2025("TB.TTPVHCC", 5),
+    ]
+    frame = frame_for(CATALOG, "KSTT-TTHC", "2025-Q1")
+    assert frame is not None
+    expected = snapshots(fold(reports), frame)
+    topic = config.kafka.topic(ACCEPTED)
+    messages = [(KEY_2025, codec.dumps(r)) for r in reports]
+    await ensure_topics(config.kafka)  # read aggregates.v1 across two runs of the service
+    async with (
+        TopicReader(kafka_bootstrap, config.kafka.topic(AGGREGATES)) as aggregates,
+    ):
+        async with running(build_app(config)):
+            await produce(kafka_bootstrap, topic, messages)
+
+            async def all_counted() -> dict[str, AggregateSnapshot] | None:
+                latest = latest_by_scope(await aggregates.poll())
+                done = len(latest) == 9 and latest["TB"].completeness.reported == 5
+                return latest if done else None
+
+            first = await eventually(all_counted)
+        published = len(aggregates.records)
+        # As after a crash between the database commit and the offset commit: every
+        # record comes again, to a service that has applied them all.
+        await rewind(config, topic)
+        async with running(build_app(config)):
+            await produce(kafka_bootstrap, topic, messages[:2])  # and sent twice, too
+            await eventually(lambda: consumed_to_end(config, topic))
+            await eventually(lambda: outbox_empty(postgres_dsn, config))
+        await aggregates.poll()
+        stored = await stored_versions(postgres_dsn, config)
+    assert set(first) == set(frame.scopes)
+    for scope, figures in expected.items():
+        assert first[scope].version == 1
+        assert (first[scope].values, first[scope].completeness) == (
+            dict(figures.values),
+            figures.completeness,
+        )
+    dh = first["TB.DH"]
+    assert dh.values["RECEIVED_ONLINE"] == Decimal(130)
+    assert (dh.completeness.expected, dh.completeness.reported, dh.completeness.on_time) == (
+        4,
+        3,
+        2,
+    )
+    assert dh.completeness.missing == ("TB.DH.X03",)
+    assert first["TB"].values["RECEIVED_ONLINE"] == Decimal(1135)
+    assert first["TB.KX"].completeness.missing == ("TB.KX", "TB.KX.X01", "TB.KX.X02", "TB.KX.X03")
+    # No new version; the outbox may have relayed a message twice (at least once), byte
+    # for byte the same.
+    assert published == 9
+    assert {r.value for r in aggregates.records} == {r.value for r in aggregates.records[:9]}
+    assert stored == dict.fromkeys(frame.scopes, 1)
+    assert await recompute(config, "KSTT-TTHC", "2025-Q1") == 0
+
+
+async def rewind(config: AggregationSettings, topic: str) -> None:
+    """Commit offset 0 on every partition for aggregation's group, which has no member now."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=config.kafka.bootstrap_servers,
+        group_id=config.kafka.group("aggregation"),
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(config.kafka.partitions)]
+        consumer.assign(tps)
+        await consumer.commit(dict.fromkeys(tps, 0))
+    finally:
+        await consumer.stop()
+
+
+async def consumed_to_end(config: AggregationSettings, topic: str) -> bool:
+    """Whether aggregation's group has committed every record of `topic`."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=config.kafka.bootstrap_servers,
+        group_id=config.kafka.group("aggregation"),
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(config.kafka.partitions)]
+        ends = await consumer.end_offsets(tps)
+        committed = [await consumer.committed(tp) for tp in tps]
+        return all(c == ends[tp] for tp, c in zip(tps, committed, strict=True))
+    finally:
+        await consumer.stop()
+
+
+async def query(dsn: str, sql: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetch(sql)
+    finally:
+        await conn.close()
+
+
+async def outbox_empty(dsn: str, config: AggregationSettings) -> bool:
+    schema = config.postgres.schema_name("aggregation")
+    return not await query(dsn, f'SELECT 1 FROM "{schema}".outbox LIMIT 1')
+
+
+async def stored_versions(dsn: str, config: AggregationSettings) -> dict[str, int]:
+    schema = config.postgres.schema_name("aggregation")
+    rows = await query(dsn, f'SELECT unit, version FROM "{schema}".snapshots')
+    return {r["unit"]: r["version"] for r in rows}
+
+
+async def test_an_undecodable_record_is_dead_lettered_and_the_rest_is_counted(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    config = settings(namespace, kafka_bootstrap, postgres_dsn)
+    good = factories.accepted(unit="TB.QP.N02")
+    topic = config.kafka.topic(ACCEPTED)
+    async with running(build_app(config)):
+        await produce(kafka_bootstrap, topic, [(KEY, b"{not json"), (KEY, codec.dumps(good))])
+        async with (
+            TopicReader(kafka_bootstrap, config.kafka.dlq(ACCEPTED)) as dlq,
+            TopicReader(kafka_bootstrap, config.kafka.topic(AGGREGATES)) as aggregates,
+        ):
+            [dead] = await dlq.until(1)
+            [counted] = decoded(await aggregates.until(1))
+    assert dead.value == b"{not json"
+    assert dict(dead.headers)["dlq.source.topic"] == topic.encode()
+    assert counted.completeness.reported == 1
+    assert counted.values["RECEIVED_ONLINE"] == factories.KSTT_VALUES["RECEIVED_ONLINE"]
+
+
+async def run_recompute(config: AggregationSettings, *args: str) -> tuple[int, list[Any]]:
+    """`python -m services.aggregation recompute ...` as an operator runs it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BAOCAO_")}
+    env |= {
+        "BAOCAO_KAFKA__BOOTSTRAP_SERVERS": config.kafka.bootstrap_servers,
+        "BAOCAO_KAFKA__NAMESPACE": config.kafka.namespace,
+        "BAOCAO_POSTGRES__DSN": config.postgres.dsn.get_secret_value(),
+        "BAOCAO_POSTGRES__SCHEMA_PREFIX": config.postgres.schema_prefix,
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.aggregation",
+        "recompute",
+        *args,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None, err
+    return process.returncode, [codec.loads(line) for line in out.decode().splitlines()]
+
+
+async def test_recompute_agrees_finds_a_difference_and_publishes_the_repair(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    config = settings(namespace, kafka_bootstrap, postgres_dsn)
+    reports = [kstt_2025("TB.VT.X01", 7), kstt_2025("TB.VT.X02", 8)]
+    args = ("--regime", "KSTT-TTHC", "--period", "2025-Q1")
+    async with (
+        running(build_app(config)),
+        TopicReader(kafka_bootstrap, config.kafka.topic(AGGREGATES)) as aggregates,
+    ):
+        await produce(
+            kafka_bootstrap,
+            config.kafka.topic(ACCEPTED),
+            [(KEY_2025, codec.dumps(r)) for r in reports],
+        )
+
+        async def counted() -> bool:
+            latest = latest_by_scope(await aggregates.poll())
+            return "TB" in latest and latest["TB"].completeness.reported == 2
+
+        await eventually(counted)
+        status, lines = await run_recompute(config, *args)
+        assert status == 0
+        assert [line["unit"] for line in lines] == ["TB", *DISTRICTS]
+        assert all(line["matches_stored"] for line in lines)
+        vt = next(line for line in lines if line["unit"] == "TB.VT")
+        assert vt["values"]["RECEIVED_ONLINE"] == 15
+        assert vt["completeness"]["missing"] == ["TB.VT", "TB.VT.X03"]
+
+        # A stored snapshot that no longer matches its contributions (a bad restore, say).
+        schema = config.postgres.schema_name("aggregation")
+        await query(
+            postgres_dsn,
+            f'UPDATE "{schema}".snapshots SET values = values || \'{{"RECEIVED_ONLINE": 1}}\''
+            " WHERE unit = 'TB.VT'",
+        )
+        found = io.StringIO()
+        status = await recompute(config, "KSTT-TTHC", "2025-Q1", unit="TB.VT", out=found)
+        lines = [codec.loads(line) for line in found.getvalue().splitlines()]
+        assert (status, [line["matches_stored"] for line in lines]) == (1, [False])
+        status, lines = await run_recompute(config, *args, "--unit", "TB.VT", "--publish")
+        assert status == 0
+        assert (lines[0]["stored_version"], lines[0]["published_version"]) == (1, 2)
+
+        async def repaired() -> AggregateSnapshot | None:
+            latest = latest_by_scope(await aggregates.poll())
+            return latest["TB.VT"] if latest["TB.VT"].version == 2 else None
+
+        fixed = await eventually(repaired)
+        assert fixed.values["RECEIVED_ONLINE"] == Decimal(15)
+        assert await recompute(config, "KSTT-TTHC", "2025-Q1") == 0
+    assert await recompute(config, "KSTT-TTHC", "2025-M01") == 2  # not a quarter
+    # A period nobody reported: nothing counted, nothing published, nothing differs.
+    quiet = io.StringIO()
+    assert await recompute(config, "KSTT-TTHC", "2024-Q4", out=quiet, publish=True) == 0
+    lines = [codec.loads(line) for line in quiet.getvalue().splitlines()]
+    assert [(line["matches_stored"], line["published_version"]) for line in lines] == [
+        (True, None)
+    ] * 9
+
+
+async def test_two_transactions_on_one_regime_period_number_their_versions_one_after_the_other(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    # As when a rebalance hands a partition over while the previous owner is still
+    # finishing a batch: two roll-ups of the same regime-period overlap in time.
+    config = settings(namespace, kafka_bootstrap, postgres_dsn)
+    pool = await create_pool(config.postgres, config.postgres.schema_name("aggregation"))
+    stage = RollupStage(Runtime("aggregation", config, MIGRATIONS))
+    try:
+        await migrate(pool, MIGRATIONS)
+
+        async def roll_up(report: AcceptedReport) -> list[AggregateSnapshot]:
+            async with pool.acquire() as conn, conn.transaction():
+                _, emitted = await stage.roll_up(conn, [report], NOW)
+                await asyncio.sleep(0.5)  # still uncommitted while the other one runs
+                return emitted
+
+        first, second = await asyncio.gather(
+            roll_up(factories.accepted(unit="TB.DH.N01")),
+            roll_up(factories.accepted(unit="TB.HH.N01")),
+        )
+        stored = await stored_versions(postgres_dsn, config)
+    finally:
+        await pool.close()
+    assert sorted(s.version for s in [*first, *second]) == [1, 2]
+    last = max([*first, *second], key=lambda s: s.version)
+    assert last.completeness.reported == 2
+    assert stored == {"TB": 2}
+    assert await recompute(config, "KSTT-TTHC", "2026-Q1") == 0

@@ -2,20 +2,28 @@
 
 Proves, by folding plain lists: each aggregation type (sum, avg, min, max, none) and each
 derived indicator of the catalog (zero denominator → None, `decimals` rounded half up);
-completeness (expected, reported, on time by the FIRST accepted revision, 2-decimal rates,
-missing units sorted); the scopes of the catalog's periods (KSTT-TTHC 2025-Q1: the province
-and the 8 districts; 2026-Q1: the province only); and, as hypothesis properties, that
-shuffling, duplicating and interleaving corrections give the snapshots of folding only
-the latest revision per unit, that a correction replaces and never adds, that explicit
-zeros stay zero and that an indicator with no value is present as None.
+sums exact beyond 28 digits and averages rounded once at 28 digits, the same in every
+order and under any caller's decimal context (checked against fractions); completeness
+(expected, reported, on time by the FIRST accepted revision, 2-decimal rates, missing
+units sorted); the hierarchy in force for the period (KSTT-TTHC 2025-Q1 and Q2: the
+province and the 8 districts, communes rolled up to their district; 2025-Q3 onwards: the
+province only, communes straight under it); versions (1 for every scope's first snapshot,
++1 only for a scope whose content changed); and, as hypothesis properties over the catalog
+and over every aggregation type, that shuffling, duplicating, interleaving corrections
+and folding in two parts give the snapshots of folding only the latest revision per unit,
+that a correction replaces and never adds, that explicit zeros stay zero and that an
+indicator with no value is present as None.
 """
 
 from __future__ import annotations
 
+import decimal
+import itertools
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +35,18 @@ from services.aggregation.folds import (
     Figures,
     Frame,
     State,
+    Version,
     apply,
     empty,
     fold,
     frame_for,
     snapshot,
     snapshots,
+    versions,
 )
 from shared.catalog import Catalog, Regime, load_catalog
-from shared.contracts import AcceptedReport, Timeliness
+from shared.contracts import AcceptedReport, AggregateSnapshot, Timeliness
+from shared.expressions import Expression
 from tests import factories
 
 pytestmark = pytest.mark.unit
@@ -119,6 +130,21 @@ TYPES_REGIME = Regime.model_validate(
                 "type": "text",
                 "aggregation": "none",
             }
+        ]
+        + [
+            {
+                "code": code,
+                "name_vi": code,
+                "name_en": code,
+                "unit": "x",
+                "type": "decimal",
+                "derived": formula,
+                "decimals": decimals,
+            }
+            for code, formula, decimals in (
+                ("SHARE", "LO / S * 100", 2),
+                ("TWICE_N", "N * 2", None),
+            )
         ],
     }
 )
@@ -127,7 +153,7 @@ TYPES_FRAME = Frame(
     TYPES_REGIME,
     date(2026, 3, 14),
     {"P": ("P", "P.A", "P.B", "P.C"), "Q": ("Q.A", "Q.B")},
-    {},
+    {i.code: Expression(i.derived) for i in TYPES_REGIME.indicators if i.derived},
 )
 
 
@@ -640,3 +666,280 @@ def test_a_correction_replaces_a_units_figure_and_never_adds_to_it(
     province = snapshot(fold(reports), KSTT_2025, "TB")
     assert province.values["RECEIVED_ONLINE"] == first * (len(units) - 1) + corrected
     assert province.completeness.reported == len(units)
+
+
+# --- exact numbers, whatever the order and the caller's decimal context -------------------
+
+AGGREGATED = ("S", "A", "LO", "HI")
+TYPES_UNITS = ("P", "P.A", "P.B", "P.C")
+
+
+def test_a_sum_beyond_28_significant_digits_is_exact_in_every_order() -> None:
+    big, tiny = "123456789012345678901234567890.123456789", "0.000000000000000000001"
+    reports = [
+        types_report("P.A", {"S": big}),
+        types_report("P.B", {"S": tiny}),
+        types_report("P.C", {"S": f"-{big}"}),
+        types_report("P", {"S": "1"}),
+    ]
+    totals = {
+        str(snapshot(fold(order), TYPES_FRAME, "P").values["S"])
+        for order in itertools.permutations(reports)
+    }
+    assert totals == {"1.000000000000000000001"}
+
+
+def test_the_roll_up_ignores_the_callers_decimal_context() -> None:
+    reports = [types_report(u, dict.fromkeys(AGGREGATED, "1234567.891")) for u in TYPES_UNITS[:3]]
+    reports.append(types_report("P.C", dict.fromkeys(AGGREGATED, "0.0000001")))
+    expected = snapshot(fold(reports), TYPES_FRAME, "P")
+    with decimal.localcontext(decimal.Context(prec=5, rounding=decimal.ROUND_DOWN)):
+        assert snapshot(fold(reports), TYPES_FRAME, "P") == expected
+    assert expected.values["S"] == Decimal("3703703.6730001")
+    assert expected.values["SHARE"] == Decimal("0.00")
+
+
+def exact_mean(values: Sequence[Decimal]) -> Decimal:
+    """The mean computed with fractions, rounded once to 28 significant digits."""
+    total = sum((Fraction(v) for v in values), Fraction(0))
+    mean = total / len(values)
+    return decimal.Context(prec=28).divide(Decimal(mean.numerator), Decimal(mean.denominator))
+
+
+any_decimal = st.decimals(
+    min_value=Decimal("-1e30"), max_value=Decimal("1e30"), allow_nan=False, allow_infinity=False
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(any_decimal, min_size=1, max_size=4), st.randoms(use_true_random=False))
+def test_sum_avg_min_and_max_are_exact_and_the_same_in_any_order(
+    numbers: list[Decimal], rng: random.Random
+) -> None:
+    reports = [
+        types_report(unit, dict.fromkeys(AGGREGATED, str(n)))
+        for unit, n in zip(TYPES_UNITS, numbers, strict=False)
+    ]
+    shuffled = list(reports)
+    rng.shuffle(shuffled)
+    values = snapshot(fold(reports), TYPES_FRAME, "P").values
+    again = snapshot(fold(shuffled), TYPES_FRAME, "P").values
+    # The same numbers, written the same way.
+    assert {k: str(v) for k, v in values.items()} == {k: str(v) for k, v in again.items()}
+    assert Fraction(values["S"]) == sum((Fraction(n) for n in numbers), Fraction(0))  # type: ignore[arg-type]
+    assert values["A"] == exact_mean(numbers)
+    assert values["LO"] == min(numbers)
+    assert values["HI"] == max(numbers)
+
+
+# --- derived indicators over every kind of value ------------------------------------------
+
+
+def test_a_derived_value_uses_the_rolled_up_values_and_is_rounded_half_up() -> None:
+    state = fold(
+        [
+            types_report("P.A", {"S": "3", "LO": "1"}),
+            types_report("P.B", {"S": "5", "LO": "0.125"}),
+        ]
+    )
+    # min 0.125 of sum 8: 1.5625 % → 1.56; half up at the third decimal would show on 1.565.
+    assert snapshot(state, TYPES_FRAME, "P").values["SHARE"] == Decimal("1.56")
+    state = fold([types_report("P.A", {"S": "8", "LO": "0.1252"})])
+    assert snapshot(state, TYPES_FRAME, "P").values["SHARE"] == Decimal("1.57")  # 1.565 → 1.57
+
+
+def test_a_derived_value_over_a_none_indicator_uses_the_scopes_own_value_only() -> None:
+    state = fold([types_report("P", {"N": "5"}), types_report("P.A", {"N": "6"})])
+    assert snapshot(state, TYPES_FRAME, "P").values["TWICE_N"] == Decimal(10)
+    below_only = fold([types_report("P.A", {"N": "6"})])
+    assert snapshot(below_only, TYPES_FRAME, "P").values["TWICE_N"] is None
+
+
+def test_a_zero_sum_gives_a_null_share_and_an_explicit_zero_sum() -> None:
+    values = snapshot(fold([types_report("P.A", {"S": "0", "LO": "0"})]), TYPES_FRAME, "P").values
+    assert values["S"] == Decimal(0)
+    assert values["S"] is not None
+    assert values["SHARE"] is None
+
+
+# --- the hierarchy in force for the period ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("period", "scopes", "province_expected"),
+    [
+        # Windows ending on or before 2025-06-30 have districts; later ones do not.
+        ("2025-Q2", ("TB", *DISTRICTS), 33),
+        ("2025-Q3", ("TB",), 17),
+        ("2025-Q4", ("TB",), 17),
+    ],
+)
+def test_the_hierarchy_of_a_kstt_quarter_is_the_one_in_force_when_its_window_ends(
+    period: str, scopes: tuple[str, ...], province_expected: int
+) -> None:
+    found = frame("KSTT-TTHC", period)
+    assert found.scopes == scopes
+    assert len(found.reporters["TB"]) == province_expected
+
+
+@pytest.mark.parametrize(
+    ("regime", "period"),
+    [("KSTT-TTHC", "2026-M03"), ("KTXH-M", "2026-Q1"), ("KSTT-TTHC", "2026-Q5"), ("NVCP-S", "x")],
+)
+def test_there_is_no_frame_for_a_period_code_of_another_frequency_or_none(
+    regime: str, period: str
+) -> None:
+    assert frame_for(CATALOG, regime, period) is None
+
+
+def test_a_2025_quarter_rolls_communes_to_districts_and_districts_to_the_province() -> None:
+    state = fold(
+        [
+            report("TB.DH", {"RECEIVED_ONLINE": 1}, period="2025-Q2"),
+            report("TB.DH.X01", {"RECEIVED_ONLINE": 10}, period="2025-Q2"),
+            report("TB.VT.X03", {"RECEIVED_ONLINE": 100}, period="2025-Q2", timeliness=LATE),
+            report("TB.TTPVHCC", {"RECEIVED_ONLINE": 1000}, period="2025-Q2"),
+        ]
+    )
+    figures = snapshots(state, frame("KSTT-TTHC", "2025-Q2"))
+    online = {scope: f.values["RECEIVED_ONLINE"] for scope, f in figures.items()}
+    assert online == {"TB": 1111, "TB.DH": 11, "TB.VT": 100} | {
+        d: None for d in DISTRICTS if d not in ("TB.DH", "TB.VT")
+    }
+    vt = figures["TB.VT"].completeness
+    assert (vt.expected, vt.reported, vt.on_time, vt.missing) == (
+        4,
+        1,
+        0,
+        ("TB.VT", "TB.VT.X01", "TB.VT.X02"),
+    )
+    assert figures["TB"].completeness.reported == 4
+
+
+def test_a_2026_quarter_rolls_communes_straight_to_the_province() -> None:
+    state = fold(
+        [
+            report("TB.DH.N01", {"RECEIVED_ONLINE": 7}, period="2026-Q2"),
+            report("TB.VT.N02", {"RECEIVED_ONLINE": 8}, period="2026-Q2"),
+        ]
+    )
+    figures = snapshots(state, frame("KSTT-TTHC", "2026-Q2"))
+    assert list(figures) == ["TB"]
+    assert figures["TB"].values["RECEIVED_ONLINE"] == 15
+    assert figures["TB"].completeness.missing == tuple(
+        u for u in KSTT_2026.reporters["TB"] if u not in ("TB.DH.N01", "TB.VT.N02")
+    )
+
+
+# --- versions ----------------------------------------------------------------------------
+
+AT = factories.NOW
+
+
+def latest_of(
+    emitted: Sequence[AggregateSnapshot], before: Mapping[str, Version]
+) -> dict[str, Version]:
+    """What the store keeps after `emitted`: the latest version of each scope."""
+    kept = dict(before)
+    for s in emitted:
+        kept[s.unit] = Version(s.version, Figures(s.regime_version, s.values, s.completeness))
+    return kept
+
+
+def test_the_first_snapshot_of_every_scope_is_version_one_and_names_the_missing_units() -> None:
+    state = fold([report("TB.DH.X01", {"RECEIVED_ONLINE": 3})])
+    emitted = versions(KSTT_2025, "2025-Q1", state, {}, AT)
+    assert [(s.unit, s.version) for s in emitted] == [(scope, 1) for scope in KSTT_2025.scopes]
+    kx = next(s for s in emitted if s.unit == "TB.KX")
+    assert kx.completeness.missing == ("TB.KX", "TB.KX.X01", "TB.KX.X02", "TB.KX.X03")
+    assert kx.values["RECEIVED_ONLINE"] is None
+    assert set(kx.values) == set(KSTT_2025.regime.indicator_codes)
+    assert (kx.regime, kx.period, kx.regime_version, kx.computed_at) == (
+        "KSTT-TTHC",
+        "2025-Q1",
+        1,
+        AT,
+    )
+
+
+def test_a_new_version_is_numbered_only_for_the_scopes_whose_content_changed() -> None:
+    state = fold([report("TB.DH.X01", {"RECEIVED_ONLINE": 3})])
+    latest = latest_of(versions(KSTT_2025, "2025-Q1", state, {}, AT), {})
+    assert versions(KSTT_2025, "2025-Q1", state, latest, AT) == []
+    state = apply(state, report("TB.HH.X02", {"RECEIVED_ONLINE": 4}))
+    emitted = versions(KSTT_2025, "2025-Q1", state, latest, AT)
+    assert [(s.unit, s.version) for s in emitted] == [("TB", 2), ("TB.HH", 2)]
+    latest = latest_of(emitted, latest)
+    # A redelivery or an older revision leaves the state, hence the versions, as they are.
+    state = apply(state, report("TB.HH.X02", {"RECEIVED_ONLINE": 99}))
+    assert versions(KSTT_2025, "2025-Q1", state, latest, AT) == []
+
+
+def test_a_correction_back_to_an_earlier_content_is_still_a_new_version() -> None:
+    history = [
+        report("TB.DH.N01", {"RECEIVED_ONLINE": n}, revision=r, period="2026-Q1")
+        for r, n in ((1, 5), (2, 6), (3, 5))
+    ]
+    latest: dict[str, Version] = {}
+    numbers = []
+    state = empty()
+    for revision in history:
+        state = apply(state, revision)
+        emitted = versions(KSTT_2026, "2026-Q1", state, latest, AT)
+        numbers += [(s.version, s.values["RECEIVED_ONLINE"]) for s in emitted]
+        latest = latest_of(emitted, latest)
+    assert numbers == [(1, Decimal(5)), (2, Decimal(6)), (3, Decimal(5))]
+
+
+def test_the_same_number_written_differently_is_not_a_change() -> None:
+    state = fold([report("TB.DH.N01", {"PROCESSING_DAYS_TOTAL": "3.0"}, period="2026-Q1")])
+    latest = latest_of(versions(KSTT_2026, "2026-Q1", state, {}, AT), {})
+    state = apply(
+        state, report("TB.DH.N01", {"PROCESSING_DAYS_TOTAL": "3.00"}, revision=2, period="2026-Q1")
+    )
+    assert versions(KSTT_2026, "2026-Q1", state, latest, AT) == []
+
+
+# --- properties over every aggregation type ----------------------------------------------
+
+types_values = st.fixed_dictionaries(
+    {},
+    optional={
+        **dict.fromkeys(("S", "A", "LO", "HI", "N"), any_decimal.map(str)),
+        "T": st.text(max_size=5),
+    },
+)
+
+
+@st.composite
+def types_histories(draw: st.DrawFn) -> list[list[AcceptedReport]]:
+    units = draw(
+        st.lists(st.sampled_from((*TYPES_UNITS, "Q.A", "Q.B")), min_size=1, max_size=6, unique=True)
+    )
+    histories = []
+    for unit in units:
+        revisions = sorted(draw(st.lists(st.integers(1, 9), min_size=1, max_size=4, unique=True)))
+        histories.append(
+            [
+                types_report(unit, draw(types_values), revision=r).model_copy(
+                    update={"timeliness": draw(st.sampled_from([ON_TIME, LATE]))}
+                )
+                for r in revisions
+            ]
+        )
+    return histories
+
+
+@settings(max_examples=80, deadline=None)
+@given(types_histories(), st.randoms(use_true_random=False))
+def test_any_mix_of_duplicates_reorderings_and_corrections_is_the_fold_of_the_latest(
+    histories: list[list[AcceptedReport]], rng: random.Random
+) -> None:
+    reports = [r for history in histories for r in history]
+    mixed = reports + [rng.choice(reports) for _ in range(len(reports) // 2 + 1)]
+    rng.shuffle(mixed)
+    expected = snapshots(fold(latest_only(histories)), TYPES_FRAME)
+    assert snapshots(fold(mixed), TYPES_FRAME) == expected
+    # Folding in two parts (two batches, or a crash in between) changes nothing either.
+    cut = rng.randrange(len(mixed) + 1)
+    assert snapshots(fold(mixed[cut:], fold(mixed[:cut])), TYPES_FRAME) == expected
