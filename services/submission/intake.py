@@ -97,7 +97,8 @@ def _glean(document: Any) -> dict[str, Any]:
         if isinstance(value, str) and 0 < len(value) <= 64:
             found[name] = value
     revision = document.get("revision")
-    if isinstance(revision, int) and not isinstance(revision, bool):
+    # Beyond 64 bits a revision cannot be written back in JSON by the outcome's encoder.
+    if isinstance(revision, int) and not isinstance(revision, bool) and abs(revision) < 2**63:
         found["revision"] = revision
     return found
 
