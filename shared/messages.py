@@ -25,6 +25,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Nội dung gửi không phải là JSON hợp lệ mã hóa UTF-8 (chi tiết: {reason_en}).",
         "The body is not valid UTF-8 JSON: {reason_en}.",
     ),
+    "E100.expiry": (
+        "Ngoại lệ khóa sổ phải hết hạn sau thời điểm mở ({opened_at}); expires_at nhận được:"
+        " {expires_at}.",
+        "A lock exception must expire after it is opened ({opened_at}); expires_at is"
+        " {expires_at}.",
+    ),
     "E101": (
         "Chế độ báo cáo {regime} không có trong danh mục của tỉnh; các chế độ hiện có: {known}.",
         "Regime {regime} is not in the province's catalog; the regimes are: {known}.",
@@ -88,9 +94,19 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Thiếu chỉ tiêu bắt buộc {indicator} ({name_vi}).",
         "Required indicator {indicator} ({name_en}) is missing.",
     ),
-    "E112": (
-        "Chỉ tiêu {indicator} phải là {expected_vi}, nhưng giá trị gửi là {got_vi}.",
-        "Indicator {indicator} must be {expected_en}, but the value sent is {got_en}.",
+    "E112.text": (
+        'Chỉ tiêu {indicator} phải là {expected_vi}, nhưng giá trị gửi là chuỗi ký tự "{value}".',
+        'Indicator {indicator} must be {expected_en}, but the value sent is the text "{value}".',
+    ),
+    "E112.number": (
+        "Chỉ tiêu {indicator} phải là chuỗi ký tự, nhưng giá trị gửi là số {value}.",
+        "Indicator {indicator} must be text, but the value sent is the number {value}.",
+    ),
+    "E112.fraction": (
+        "Chỉ tiêu {indicator} phải là số nguyên, nhưng giá trị gửi là số {value} có phần thập"
+        " phân.",
+        "Indicator {indicator} must be an integer, but the value sent is the number {value},"
+        " which has a fraction.",
     ),
     "E112.precision": (
         "Chỉ tiêu {indicator} = {value} có nhiều chữ số hơn mức hệ thống lưu giữ chính xác:"
@@ -143,6 +159,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
 }
 
+# A report's value that is neither a JSON number nor a string (E100's reason).
+VALUE_KIND_REASON = ("phải là số hoặc chuỗi ký tự", "must be a JSON number or a string")
+# E100's reason in Vietnamese for a pydantic error type not listed below.
+CONTRACT_REASON_VI = "không đúng hợp đồng dữ liệu"
+
 # pydantic error types → why, in Vietnamese; English uses pydantic's own message.
 CONTRACT_REASONS_VI: dict[str, str] = {
     "missing": "thiếu trường bắt buộc",
@@ -178,12 +199,11 @@ FREQUENCIES: dict[str, tuple[str, str, str]] = {
     "annual": ("hằng năm", "yearly", "2026"),
 }
 
-# indicator type → what a value must be (Vietnamese, English).
+# number indicator type → what a value must be (Vietnamese, English).
 TYPE_NAMES: dict[str, tuple[str, str]] = {
     "integer": ("số nguyên", "an integer"),
     "decimal": ("số", "a number"),
     "percent": ("số (phần trăm)", "a number (percent)"),
-    "text": ("chuỗi ký tự", "text"),
 }
 
 # unit type (units.yaml) → its name (Vietnamese, English).

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from shared import codec
 from shared.contracts import Issue, Outcome, Report, Status
-from shared.messages import CONTRACT_REASONS_VI, issue
+from shared.messages import CONTRACT_REASON_VI, CONTRACT_REASONS_VI, VALUE_KIND_REASON, issue
 
 _REPORT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
@@ -71,13 +71,10 @@ def contract_issues(error: ValidationError) -> tuple[Issue, ...]:
         if loc and loc[-1] in _VALUE_MEMBERS:
             # A value failed both union members: say what a value may be, once.
             path = field_path(loc[:-1])
-            reason_vi, reason_en = (
-                "phải là số hoặc chuỗi ký tự",
-                "must be a JSON number or a string",
-            )
+            reason_vi, reason_en = VALUE_KIND_REASON
         else:
             path = field_path(loc)
-            reason_vi = CONTRACT_REASONS_VI.get(detail["type"], "không đúng hợp đồng dữ liệu")
+            reason_vi = CONTRACT_REASONS_VI.get(detail["type"], CONTRACT_REASON_VI)
             message = detail["msg"]
             reason_en = message[:1].lower() + message[1:]
         found.setdefault(path, issue("E100", field=path, reason_vi=reason_vi, reason_en=reason_en))

@@ -42,10 +42,10 @@ def open_exception(
     if request.expires_at <= now:
         found.append(
             issue(
-                "E100",
+                "E100.expiry",
                 field="expires_at",
-                reason_vi=f"thời hạn phải sau thời điểm mở ngoại lệ ({now.isoformat()})",
-                reason_en=f"must be after the time the exception is opened ({now.isoformat()})",
+                opened_at=now.isoformat(),
+                expires_at=request.expires_at.isoformat(),
             )
         )
     if found:

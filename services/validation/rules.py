@@ -339,37 +339,28 @@ def required_present(ctx: Context) -> Iterator[Issue]:
 def _type_issue(indicator: Indicator, code: str, value: Decimal | str) -> Issue | None:
     """Why `value` is not of the indicator's type, or None. Numbers are exact decimals that
     the system can sum without rounding; integers have no fraction; text is a string."""
-    field = f"values.{code}"
-    expected_vi, expected_en = TYPE_NAMES[indicator.type.value]
+    field, shown = f"values.{code}", _shown(value)
     if indicator.type is IndicatorType.TEXT:
         if isinstance(value, str):
             return None
-        got_vi, got_en = f"số {_shown(value)}", f"the number {_shown(value)}"
-    elif isinstance(value, str):
-        got_vi, got_en = f'chuỗi ký tự "{_shown(value)}"', f'the text "{_shown(value)}"'
-    elif indicator.type is IndicatorType.INTEGER and value != value.to_integral_value():
-        got_vi = f"số {_shown(value)} có phần thập phân"
-        got_en = f"the number {_shown(value)}, which has a fraction"
-    elif not _within_precision(value):
+        return issue("E112.number", field=field, indicator=code, value=shown)
+    if isinstance(value, str):
+        vi, en = TYPE_NAMES[indicator.type.value]
+        return issue(
+            "E112.text", field=field, indicator=code, value=shown, expected_vi=vi, expected_en=en
+        )
+    if indicator.type is IndicatorType.INTEGER and value != value.to_integral_value():
+        return issue("E112.fraction", field=field, indicator=code, value=shown)
+    if not _within_precision(value):
         return issue(
             "E112.precision",
             field=field,
             indicator=code,
-            value=_shown(value),
+            value=shown,
             integer_digits=MAX_INTEGER_DIGITS,
             decimal_places=MAX_DECIMAL_PLACES,
         )
-    else:
-        return None
-    return issue(
-        "E112",
-        field=field,
-        indicator=code,
-        expected_vi=expected_vi,
-        expected_en=expected_en,
-        got_vi=got_vi,
-        got_en=got_en,
-    )
+    return None
 
 
 def _within_precision(value: Decimal) -> bool:
