@@ -1,5 +1,5 @@
-"""Verdicts end to end, every service a process: a sample of the codes, duplicates, and a
-lock exception opened with the operators' command line.
+"""Verdicts end to end, every service a process: a sample of the codes, duplicates, a
+lock exception opened with the operators' command line, and validation killed mid-stream.
 
 Proves, with the clock at 2026-03-16: reports sent on the inbound topic and over HTTP get
 their verdict (the code on the field at fault, both languages) on reports.outcomes.v1 and
@@ -8,6 +8,9 @@ sent again is answered with its original verdict as a duplicate; `python -m
 services.submission lock-exception open` lets one unit report into a locked period (its
 report is accepted, late, and reaches the national hub in the province's snapshot) while
 another unit is still refused, and `lock-exception list` shows who opened it and why.
+And, with validation killed (SIGKILL) while corrections stream in and restarted: every
+report gets a verdict, the same one however often it is relayed, and the province's
+figures at the hub equal the fold of each unit's latest revision, exactly.
 """
 
 from __future__ import annotations
@@ -16,13 +19,25 @@ import asyncio
 import json
 import subprocess
 import sys
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import httpx
 
+from services.aggregation.folds import fold, frame_for, snapshot
 from shared import codec
-from shared.contracts import INBOUND, OUTCOMES, Outcome, Severity, Status, Timeliness
+from shared.catalog import load_catalog
+from shared.contracts import (
+    INBOUND,
+    OUTCOMES,
+    AcceptedReport,
+    Outcome,
+    Report,
+    Severity,
+    Status,
+    Timeliness,
+)
 from shared.settings import REPO_ROOT
 from tests import factories
 from tests.harness import TopicReader, eventually, produce
@@ -174,3 +189,90 @@ async def test_a_sample_of_verdicts_reaches_senders_and_an_exception_reaches_the
         hub.close()
     assert held["values"]["RECEIVED_ONLINE"] == factories.KSTT_VALUES["RECEIVED_ONLINE"]
     assert held["completeness"]["on_time"] == 0
+
+
+def dossiers(unit: str, online: int, revision: int) -> bytes:
+    """A KSTT-TTHC 2026-Q1 report whose rules hold, with `online` dossiers received online."""
+    values = dict(
+        factories.KSTT_VALUES,
+        RECEIVED_ONLINE=Decimal(online),
+        RECEIVED_TOTAL=Decimal(online + 35),
+        PENDING_WITHIN=Decimal(online + 35 - 120 - 5),
+        PENDING_TOTAL=Decimal(online + 35 - 120),
+    )
+    return factories.report_json(unit=unit, revision=revision, values=values)
+
+
+async def test_validation_killed_mid_stream_gives_every_report_one_verdict_and_exact_totals(
+    stack: Stack,
+) -> None:
+    catalog = load_catalog(REPO_ROOT / "catalog")
+    frame = frame_for(catalog, "KSTT-TTHC", "2026-Q1")
+    assert frame is not None
+    units = frame.reporters["TB"]
+    # Six revisions per unit, each unit's on one inbound key (one partition: in order).
+    chunks: list[list[tuple[bytes | None, bytes]]] = [[], [], []]
+    sent: list[Report] = []
+    for revision in range(1, 7):
+        for n, unit in enumerate(units):
+            raw = dossiers(unit, 100 + 7 * n + revision, revision)
+            sent.append(codec.decode(Report, raw))
+            chunks[(revision - 1) // 2].append((unit.encode(), raw))
+    topic = f"{stack.namespace}{INBOUND.name}"
+    async with TopicReader(stack.bootstrap, f"{stack.namespace}{OUTCOMES.name}") as outcomes:
+        await produce(stack.bootstrap, topic, chunks[0])
+
+        async def some_judged() -> bool:
+            return len(await outcomes.poll()) >= 5
+
+        await eventually(some_judged, timeout=60)
+        stack.kill("validation")  # SIGKILL, wherever it was
+        await produce(stack.bootstrap, topic, chunks[1])
+        stack.start("validation")
+        await asyncio.to_thread(stack.wait_ready, "validation")
+        await produce(stack.bootstrap, topic, chunks[2])
+
+        async def all_judged() -> dict[str, set[str]] | None:
+            seen: dict[str, set[str]] = {}
+            for record in await outcomes.poll():
+                outcome = codec.decode(Outcome, record.value)
+                seen.setdefault(outcome.report_id, set()).add(codes_and_status(outcome))
+            return seen if len(seen) >= len(sent) else None
+
+        verdicts = await eventually(all_judged, timeout=120)
+    # A verdict relayed again after the crash is the same verdict, never a second opinion.
+    assert verdicts == {r.report_id: {"accepted"} for r in sent}
+    expected = snapshot(fold(as_accepted(r) for r in sent), frame, "TB")
+    hub = HubReader(stack.url("hub_simulator"))
+    try:
+
+        async def arrived() -> dict[str, Any] | None:
+            answer = await asyncio.to_thread(hub.aggregate, "KSTT-TTHC", "2026-Q1", "TB")
+            if answer.status_code != 200:
+                return None
+            held: dict[str, Any] = codec.loads(answer.content)
+            return held if held["values"] == dict(expected.values) else None
+
+        held = await eventually(arrived, timeout=120)
+    finally:
+        hub.close()
+    assert held["completeness"]["reported"] == len(units)
+    assert held["values"]["RECEIVED_ONLINE"] == sum(100 + 7 * n + 6 for n in range(len(units)))
+
+
+def codes_and_status(outcome: Outcome) -> str:
+    return " ".join([outcome.status.value, *(i.code for i in outcome.issues)])
+
+
+def as_accepted(report: Report) -> AcceptedReport:
+    return AcceptedReport(
+        report_id=report.report_id,
+        regime=report.regime,
+        regime_version=1,
+        period=report.period,
+        unit=report.unit,
+        revision=report.revision,
+        values=report.values,
+        received_at=datetime.fromisoformat("2026-03-16T10:00:00+07:00"),
+        timeliness=Timeliness.ON_TIME,
+    )
