@@ -1,7 +1,8 @@
 """Every message a reporting unit can read, in Vietnamese and English, in one table.
 
-Reporting units (đơn vị báo cáo) read these in their local systems: each says what is
-wrong, where, and why, in both languages, so it can be reviewed here in one place.
+Reporting units (đơn vị báo cáo) read these in their local systems, and operators in the
+answers of the operator API: each says what is wrong, where, and why, in both languages,
+so it can be reviewed here in one place.
 Templates take named parameters; the codes are the stable contract of DESIGN §3.
 """
 
