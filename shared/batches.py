@@ -14,6 +14,7 @@ report it holds (`report_id`, `regime`, `period`, `unit`), whoever writes it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeAlias
@@ -34,6 +35,37 @@ Process = Callable[[Sequence[Record]], Awaitable[None]]
 DeadLetter = Callable[[Record, str], Awaitable[None]]
 
 ISOLATE_AFTER_FAILURES = 3
+
+
+async def tolerant_parser(raw: Any, parse: Callable[[Any], Awaitable[Any]]) -> Any:
+    """faststream's parser, given records whose header values it can read.
+
+    It decodes every header value as UTF-8 before any handler runs; a null value (Kafka
+    allows it) or stray bytes from a sender would raise there, and the whole batch would
+    be skipped and later committed by the next batch's acknowledgement: lost. Values are
+    decoded leniently instead; the services read only the records, never these headers.
+    """
+    if isinstance(raw, tuple | list):
+        return await parse(tuple(_readable_headers(record) for record in raw))
+    return await parse(_readable_headers(raw))
+
+
+def _readable_headers(record: Record) -> Record:
+    headers = record.headers
+    if all(isinstance(v, bytes) and v.isascii() for _, v in headers):
+        return record
+    readable = [(k, (v or b"").decode("utf-8", "replace").encode()) for k, v in headers]
+    return dataclasses.replace(record, headers=readable)
+
+
+async def raw_bodies(msg: Any) -> Any:
+    """No decoding: handlers read `record.value` themselves, through `shared.codec`.
+
+    faststream would parse a body whose content-type is JSON with a binary-float parser,
+    which raises on a valid JSON number beyond a double (1E+400), with the same loss of the
+    batch as above.
+    """
+    return msg.body
 
 
 def records_of(msg: KafkaMessage) -> tuple[Record, ...]:

@@ -9,6 +9,7 @@ and written with orjson, embedding each decimal as a raw JSON number.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -40,6 +41,11 @@ def _unique_pairs(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+# Escapes that may stand for a string nothing downstream can store (see `loads`).
+_UNSTORABLE_ESCAPE = re.compile(r"\\u(?:[dD][89a-fA-F]|0000)")
+# Powers of ten between which a decimal is written in fixed-point notation.
+FIXED_POINT_SPAN = 100
+
 _decoder = json.JSONDecoder(
     parse_float=Decimal,
     parse_constant=_refuse_constant,
@@ -51,18 +57,53 @@ def loads(data: bytes | str) -> Any:
     """Parse JSON; floats become exact `Decimal`; NaN, Infinity and duplicate keys are errors.
 
     Raises `ValueError` (including `json.JSONDecodeError`, `DuplicateKeyError`,
-    `UnicodeDecodeError`) for anything that is not such JSON.
+    `UnicodeDecodeError`) for anything that is not such JSON, nests too deeply for the
+    parser, or holds a string that UTF-8 or PostgreSQL cannot carry.
     """
     text = data.decode("utf-8") if isinstance(data, bytes) else data
-    return _decoder.decode(text)
+    try:
+        document = _decoder.decode(text)
+    except RecursionError:
+        # A few kilobytes of "[[[[" exhaust the parser's stack: refuse, never crash.
+        raise ValueError("JSON nested too deeply") from None
+    if _UNSTORABLE_ESCAPE.search(text):
+        problem = _unstorable_string(document)
+        if problem is not None:
+            raise ValueError(problem)
+    return document
+
+
+def _unstorable_string(document: Any) -> str | None:
+    """Why a string of `document` cannot travel on: "\\ud800" alone is JSON syntax but no
+    character (UTF-8 cannot carry it), and PostgreSQL text cannot hold "\\u0000"."""
+    pending = [document]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending += value.keys()
+            pending += value.values()
+        elif isinstance(value, list):
+            pending += value
+        elif isinstance(value, str):
+            if "\x00" in value:
+                return "a string holds the NUL character (\\u0000)"
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return "a string holds a lone surrogate escape (\\ud800-\\udfff)"
+    return None
 
 
 def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise TypeError(f"{value} cannot be written as a JSON number")
-        # Fixed-point text: "1E+3" is valid JSON too, but readers expect 1000.
-        return orjson.Fragment(format(value, "f"))
+        # Fixed-point text: "1E+3" is valid JSON too, but readers expect 1000. A number
+        # far from 1 keeps its exponent: 1E+100000000 (12 bytes as sent) would otherwise
+        # become 100 MB; exact either way.
+        if -FIXED_POINT_SPAN < value.adjusted() < FIXED_POINT_SPAN:
+            return orjson.Fragment(format(value, "f"))
+        return orjson.Fragment(str(value))
     if isinstance(value, tuple | frozenset | set):
         return list(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -1,33 +1,44 @@
 """Every message a reporting unit can read, in Vietnamese and English, in one table.
 
-Reporting units (đơn vị báo cáo) read these in their local systems: each says what is
-wrong, where, and why, in both languages, so it can be reviewed here in one place.
+Reporting units (đơn vị báo cáo) read these in their local systems, and operators in the
+answers of the operator API: each says what is wrong, where, and why, in both languages,
+so it can be reviewed here in one place.
 Templates take named parameters; the codes are the stable contract of DESIGN §3.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from shared.contracts import Issue, Severity
+from shared.periods import FIRST_YEAR, LAST_YEAR
 
-# code → (Vietnamese, English). `{field}` and the other names are filled by `issue()`.
+# code → (Vietnamese, English). A variant (`E113.max`) is a wording of its code. `{field}`
+# and the other names are filled by `issue()`; every message says what is wrong, where
+# (the indicator, period or field), and why (the rule, the limit, the date that decides).
 MESSAGES: dict[str, tuple[str, str]] = {
     "E100": (
-        "Báo cáo không đúng định dạng tại {field}: {reason_vi}.",
+        "Báo cáo không đúng hợp đồng dữ liệu tại trường {field}: {reason_vi}.",
         "The report does not match the contract at {field}: {reason_en}.",
     ),
     "E100.json": (
-        "Nội dung không phải JSON hợp lệ (UTF-8): {reason_en}.",
-        "The body is not valid JSON (UTF-8): {reason_en}.",
+        "Nội dung gửi không phải là JSON hợp lệ mã hóa UTF-8 (chi tiết: {reason_en}).",
+        "The body is not valid UTF-8 JSON: {reason_en}.",
+    ),
+    "E100.expiry": (
+        "Ngoại lệ khóa sổ phải hết hạn sau thời điểm mở ({opened_at}); expires_at nhận được:"
+        " {expires_at}.",
+        "A lock exception must expire after it is opened ({opened_at}); expires_at is"
+        " {expires_at}.",
     ),
     "E101": (
-        "Chế độ báo cáo {regime} không tồn tại.",
-        "Unknown regime {regime}.",
+        "Chế độ báo cáo {regime} không có trong danh mục của tỉnh; các chế độ hiện có: {known}.",
+        "Regime {regime} is not in the province's catalog; the regimes are: {known}.",
     ),
     "E102": (
-        "Đơn vị báo cáo {unit} không tồn tại.",
-        "Unknown reporting unit {unit}.",
+        "Đơn vị báo cáo {unit} không có trong danh mục đơn vị của tỉnh.",
+        "Reporting unit {unit} is not in the province's list of units.",
     ),
     "E103.not_in_force": (
         "Đơn vị {unit} không tồn tại vào ngày {day} (ngày cuối thời gian chốt số liệu kỳ"
@@ -36,44 +47,73 @@ MESSAGES: dict[str, tuple[str, str]] = {
         " window, so it does not report for that period.",
     ),
     "E103": (
-        "Đơn vị {unit} ({unit_type}) không thuộc đối tượng báo cáo chế độ {regime} kỳ {period};"
-        " đối tượng báo cáo: {reporters}.",
-        "Unit {unit} ({unit_type}) does not report regime {regime} for period {period};"
-        " reporters are: {reporters}.",
+        "Đơn vị {unit} ({unit_type_vi}) không thuộc đối tượng thực hiện chế độ {regime} kỳ"
+        " {period}; đối tượng báo cáo là: {reporters_vi}.",
+        "Unit {unit} ({unit_type_en}) does not report regime {regime} for period {period};"
+        " its reporters are: {reporters_en}.",
     ),
     "E104": (
-        "Mã kỳ báo cáo {period} không hợp lệ: {reason_vi}.",
-        "Bad period code {period}: {reason_en}.",
+        "Mã kỳ báo cáo {period} không hợp lệ: mã kỳ có dạng YYYY-Mmm (tháng, M01..M12),"
+        " YYYY-Qn (quý, Q1..Q4), YYYY-Sn (6 tháng, S1 hoặc S2) hoặc YYYY (năm), với năm từ"
+        " {first_year} đến {last_year}.",
+        "Bad period code {period}: expected YYYY-Mmm (month, M01..M12), YYYY-Qn (quarter,"
+        " Q1..Q4), YYYY-Sn (half-year, S1 or S2) or YYYY (year), for a year from"
+        " {first_year} to {last_year}.",
     ),
     "E104.frequency": (
-        "Kỳ {period} không phù hợp tần suất của chế độ {regime} ({frequency_vi}).",
-        "Period {period} does not fit the {frequency} frequency of regime {regime}.",
+        "Kỳ {period} không phù hợp tần suất báo cáo {frequency_vi} của chế độ {regime};"
+        " mã kỳ phải có dạng như {example}.",
+        "Period {period} does not fit regime {regime}, which is reported {frequency_en};"
+        " use a period code like {example}.",
     ),
     "E105": (
-        "Kỳ {period} chưa bắt đầu: thời gian chốt số liệu bắt đầu từ ngày {start}.",
-        "Period {period} is not open yet: its cut-off window starts on {start}.",
+        "Kỳ {period} chưa bắt đầu: thời gian chốt số liệu bắt đầu từ ngày {start}, báo cáo"
+        " được nhận ngày {received_on}.",
+        "Period {period} is not open yet: its cut-off window starts on {start}, and the report"
+        " was received on {received_on}.",
     ),
     "E106": (
-        "Kỳ {period} đã khóa sổ từ sau ngày {lock_date}; liên hệ cơ quan tổng hợp để được mở"
-        " ngoại lệ.",
-        "Period {period} is locked since the end of {lock_date}; ask the province to open an"
-        " exception.",
+        "Kỳ {period} đã khóa sổ: hạn gửi báo cáo là ngày {deadline}, báo cáo muộn chỉ được"
+        " nhận đến hết ngày {lock_date}, báo cáo này được nhận ngày {received_on}. Liên hệ cơ"
+        " quan tổng hợp của tỉnh để được mở ngoại lệ.",
+        "Period {period} is locked: the deadline was {deadline} and late reports were accepted"
+        " until the end of {lock_date}; this report was received on {received_on}. Ask the"
+        " province to open an exception.",
     ),
     "E107": (
-        "Chế độ {regime} không có phiên bản có hiệu lực cho kỳ {period} (ngày {day}).",
-        "Regime {regime} has no version in force for period {period} (on {day}).",
+        "Chế độ {regime} không có phiên bản nào có hiệu lực cho kỳ {period} (ngày cuối thời"
+        " gian chốt số liệu: {day}).",
+        "Regime {regime} has no version in force for period {period} (on {day}, the last day"
+        " of its cut-off window).",
     ),
     "E110": (
-        "Chỉ tiêu {indicator} không thuộc biểu mẫu của chế độ {regime}.",
-        "Indicator {indicator} is not part of regime {regime}.",
+        "Chỉ tiêu {indicator} không thuộc biểu mẫu của chế độ {regime} (phiên bản {version}).",
+        "Indicator {indicator} is not part of the data form of regime {regime} (version"
+        " {version}).",
     ),
     "E111": (
         "Thiếu chỉ tiêu bắt buộc {indicator} ({name_vi}).",
         "Required indicator {indicator} ({name_en}) is missing.",
     ),
-    "E112": (
-        "Chỉ tiêu {indicator} phải là {expected_vi}, nhận được {got}.",
-        "Indicator {indicator} must be {expected_en}, got {got}.",
+    "E112.text": (
+        'Chỉ tiêu {indicator} phải là {expected_vi}, nhưng giá trị gửi là chuỗi ký tự "{value}".',
+        'Indicator {indicator} must be {expected_en}, but the value sent is the text "{value}".',
+    ),
+    "E112.number": (
+        "Chỉ tiêu {indicator} phải là chuỗi ký tự, nhưng giá trị gửi là số {value}.",
+        "Indicator {indicator} must be text, but the value sent is the number {value}.",
+    ),
+    "E112.fraction": (
+        "Chỉ tiêu {indicator} phải là số nguyên, nhưng giá trị gửi là số {value} có phần thập"
+        " phân.",
+        "Indicator {indicator} must be an integer, but the value sent is the number {value},"
+        " which has a fraction.",
+    ),
+    "E112.precision": (
+        "Chỉ tiêu {indicator} = {value} có nhiều chữ số hơn mức hệ thống lưu giữ chính xác:"
+        " tối đa {integer_digits} chữ số phần nguyên và {decimal_places} chữ số phần thập phân.",
+        "Indicator {indicator} = {value} has more digits than are kept exactly: at most"
+        " {integer_digits} digits before the decimal point and {decimal_places} after it.",
     ),
     "E113.min": (
         "Chỉ tiêu {indicator} = {value} nhỏ hơn giá trị tối thiểu {bound}.",
@@ -88,15 +128,19 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Indicator {indicator} is {length} characters long, over the limit of {bound}.",
     ),
     "E114": (
-        "Chỉ tiêu {indicator} là chỉ tiêu tính toán, hệ thống tự tính; không gửi giá trị này.",
-        "Indicator {indicator} is derived and computed by the system; do not send it.",
+        "Chỉ tiêu {indicator} là chỉ tiêu tính toán, hệ thống tự tính theo công thức"
+        " {formula}; không gửi giá trị này.",
+        "Indicator {indicator} is derived: the system computes it as {formula}; do not send it.",
     ),
-    "E120": ("{message_vi}", "{message_en}"),
+    "E120": (
+        "Quy tắc {rule} không thỏa mãn: {message_vi} Số liệu đã gửi: {figures}.",
+        "Rule {rule} fails: {message_en} Figures sent: {figures}.",
+    ),
     "E130": (
-        "Lần gửi {revision} không lớn hơn lần gửi đã được chấp nhận ({latest}); bản sửa đổi"
-        " phải có số lần gửi lớn hơn.",
-        "Revision {revision} is not above the latest accepted revision ({latest}); a correction"
-        " needs a higher revision.",
+        "Lần gửi {revision} không lớn hơn lần gửi đã được chấp nhận ({latest}) của đơn vị"
+        " cho chế độ và kỳ này; bản sửa đổi phải có số lần gửi lớn hơn {latest}.",
+        "Revision {revision} is not above the latest accepted revision ({latest}) of this"
+        " unit for this regime and period; a correction needs a revision above {latest}.",
     ),
     "E140": (
         "Chưa xác thực: {reason_vi}.",
@@ -115,6 +159,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The report is too large: {size} bytes, the limit is {limit} bytes.",
     ),
 }
+
+# A report's value that is neither a JSON number nor a string (E100's reason).
+VALUE_KIND_REASON = ("phải là số hoặc chuỗi ký tự", "must be a JSON number or a string")
+# E100's reason in Vietnamese for a pydantic error type not listed below.
+CONTRACT_REASON_VI = "không đúng hợp đồng dữ liệu"
 
 # pydantic error types → why, in Vietnamese; English uses pydantic's own message.
 CONTRACT_REASONS_VI: dict[str, str] = {
@@ -143,19 +192,34 @@ CONTRACT_REASONS_VI: dict[str, str] = {
     "union_tag_invalid": "giá trị không được chấp nhận",
 }
 
-FREQUENCY_VI = {
-    "monthly": "hằng tháng",
-    "quarterly": "hằng quý",
-    "semiannual": "6 tháng",
-    "annual": "hằng năm",
+# frequency → (Vietnamese, English, an example period code).
+FREQUENCIES: dict[str, tuple[str, str, str]] = {
+    "monthly": ("hằng tháng", "monthly", "2026-M03"),
+    "quarterly": ("hằng quý", "quarterly", "2026-Q1"),
+    "semiannual": ("6 tháng", "half-yearly", "2026-S1"),
+    "annual": ("hằng năm", "yearly", "2026"),
 }
 
-TYPE_NAMES = {
+# number indicator type → what a value must be (Vietnamese, English).
+TYPE_NAMES: dict[str, tuple[str, str]] = {
     "integer": ("số nguyên", "an integer"),
     "decimal": ("số", "a number"),
     "percent": ("số (phần trăm)", "a number (percent)"),
-    "text": ("chuỗi ký tự", "text"),
 }
+
+# unit type (units.yaml) → its name (Vietnamese, English).
+UNIT_TYPES: dict[str, tuple[str, str]] = {
+    "province": ("cấp tỉnh", "province"),
+    "department": ("sở, ban, ngành", "department"),
+    "district": ("cấp huyện", "district"),
+    "commune": ("cấp xã", "commune"),
+    "service_centre": ("trung tâm phục vụ hành chính công", "public-service centre"),
+}
+
+
+def unit_type_names(unit_type: str) -> tuple[str, str]:
+    """A unit type's name in Vietnamese and English; an unlisted type is shown as its code."""
+    return UNIT_TYPES.get(unit_type, (unit_type, unit_type))
 
 
 class _Lenient(dict[str, Any]):
@@ -183,4 +247,43 @@ def issue(
         field=field,
         message_vi=vi.format_map(values),
         message_en=en.format_map(values),
+    )
+
+
+# Issues built in more than one place (validation, and the operators' lock exceptions in
+# submission) are built here, so that their wording cannot drift apart.
+
+
+def bad_period_code(period: str) -> Issue:
+    return issue("E104", field="period", period=period, first_year=FIRST_YEAR, last_year=LAST_YEAR)
+
+
+def wrong_frequency(period: str, regime: str, frequency: str) -> Issue:
+    vi, en, example = FREQUENCIES[frequency]
+    return issue(
+        "E104.frequency",
+        field="period",
+        period=period,
+        regime=regime,
+        frequency_vi=vi,
+        frequency_en=en,
+        example=example,
+    )
+
+
+def not_a_reporter(
+    unit: str, unit_type: str, regime: str, period: str, reporters: Sequence[str]
+) -> Issue:
+    names = [unit_type_names(t) for t in reporters]
+    type_vi, type_en = unit_type_names(unit_type)
+    return issue(
+        "E103",
+        field="unit",
+        unit=unit,
+        unit_type_vi=type_vi,
+        unit_type_en=type_en,
+        regime=regime,
+        period=period,
+        reporters_vi=", ".join(vi for vi, _ in names),
+        reporters_en=", ".join(en for _, en in names),
     )

@@ -26,7 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from shared import outbox
 from shared.asyncapi import document
-from shared.batches import BatchConsumer, Process, Record
+from shared.batches import BatchConsumer, Process, Record, raw_bodies, tolerant_parser
 from shared.catalog import Catalog, load_catalog
 from shared.clock import Clock
 from shared.contracts import TopicSpec
@@ -71,6 +71,10 @@ def build_broker(
         client_id=f"baocao-{service}",
         allow_auto_create_topics=False,  # topics are created by `ensure_topics`
         middlewares=[KafkaPrometheusMiddleware(registry=registry, app_name=f"baocao-{service}")],
+        # Records reach the handlers as they are: nothing a sender puts in a body or a header
+        # can make faststream raise before them (and skip a batch).
+        parser=tolerant_parser,
+        decoder=raw_bodies,
         description=f"baocao {service}",
         graceful_timeout=30.0,
         # faststream's lines go through the JSON log setup; per-batch lines only at DEBUG.

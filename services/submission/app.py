@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from shared.runtime import Runtime, build_http_app
 
+from .admin import build_admin_api
 from .api import build_api
 from .handlers import build_router
 from .ingest import Ingest
@@ -20,4 +21,5 @@ def build_app(settings: SubmissionSettings) -> FastAPI:
     runtime.broker.include_router(build_router(runtime, ingest))
     app = build_http_app(runtime, title="baocao submission")
     app.include_router(build_api(ingest, settings.submission, lambda: runtime.pool))
+    app.include_router(build_admin_api(runtime))
     return app

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from shared import codec
 from shared.contracts import Issue, Outcome, Report, Status
-from shared.messages import CONTRACT_REASONS_VI, issue
+from shared.messages import CONTRACT_REASON_VI, CONTRACT_REASONS_VI, VALUE_KIND_REASON, issue
 
 _REPORT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
@@ -71,13 +71,10 @@ def contract_issues(error: ValidationError) -> tuple[Issue, ...]:
         if loc and loc[-1] in _VALUE_MEMBERS:
             # A value failed both union members: say what a value may be, once.
             path = field_path(loc[:-1])
-            reason_vi, reason_en = (
-                "phải là số hoặc chuỗi ký tự",
-                "must be a JSON number or a string",
-            )
+            reason_vi, reason_en = VALUE_KIND_REASON
         else:
             path = field_path(loc)
-            reason_vi = CONTRACT_REASONS_VI.get(detail["type"], "không đúng hợp đồng dữ liệu")
+            reason_vi = CONTRACT_REASONS_VI.get(detail["type"], CONTRACT_REASON_VI)
             message = detail["msg"]
             reason_en = message[:1].lower() + message[1:]
         found.setdefault(path, issue("E100", field=path, reason_vi=reason_vi, reason_en=reason_en))
@@ -97,7 +94,8 @@ def _glean(document: Any) -> dict[str, Any]:
         if isinstance(value, str) and 0 < len(value) <= 64:
             found[name] = value
     revision = document.get("revision")
-    if isinstance(revision, int) and not isinstance(revision, bool):
+    # Beyond 64 bits a revision cannot be written back in JSON by the outcome's encoder.
+    if isinstance(revision, int) and not isinstance(revision, bool) and abs(revision) < 2**63:
         found["revision"] = revision
     return found
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from shared import codec
-from shared.contracts import Channel, Outcome, Report, Status
+from shared.contracts import Channel, LockException, Outcome, Report, Status
 from shared.db import Connection
 
 
@@ -139,3 +139,50 @@ def is_contract_only(outcome: Outcome) -> bool:
     return outcome.status is Status.REJECTED and all(
         i.code in CONTRACT_CODES for i in outcome.issues
     )
+
+
+async def insert_lock_exception(conn: Connection, exception: LockException) -> int:
+    """Record an operator's lock exception; returns its id."""
+    new_id: int = await conn.fetchval(
+        "INSERT INTO lock_exceptions "
+        "(regime, period, unit, expires_at, reason, opened_by, opened_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        exception.regime,
+        exception.period,
+        exception.unit,
+        exception.expires_at,
+        exception.reason,
+        exception.opened_by,
+        exception.opened_at,
+    )
+    return new_id
+
+
+async def lock_exceptions(
+    conn: Connection, regime: str | None, period: str | None, unit: str | None
+) -> list[tuple[int, LockException]]:
+    """The recorded lock exceptions, oldest first, filtered by whichever of the keys is given."""
+    rows = await conn.fetch(
+        "SELECT id, regime, period, unit, expires_at, reason, opened_by, opened_at "
+        "FROM lock_exceptions WHERE ($1::text IS NULL OR regime = $1) "
+        "AND ($2::text IS NULL OR period = $2) AND ($3::text IS NULL OR unit = $3) "
+        "ORDER BY id",
+        regime,
+        period,
+        unit,
+    )
+    return [
+        (
+            r["id"],
+            LockException(
+                regime=r["regime"],
+                period=r["period"],
+                unit=r["unit"],
+                expires_at=r["expires_at"],
+                reason=r["reason"],
+                opened_by=r["opened_by"],
+                opened_at=r["opened_at"],
+            ),
+        )
+        for r in rows
+    ]

@@ -2,25 +2,35 @@
 
 Pure: a report, its receipt time, the catalog and what the store knows of earlier
 revisions and lock exceptions in; a `Verdict` out. `CHECKS` is the table of small check
-functions, run in order: references → period → indicators → regime rules → revision.
-Each check needs some resolved facts (the regime version in force, the period); when a
-fact could not be resolved, the checks that need it do not run, and the check that
+functions, run in order: references (regime, unit, period, version, reporter) → period
+open/locked → indicators (unknown, required, type, bounds, derived sent) → regime rules →
+revision. Each check needs some resolved facts (the regime version in force, the period);
+when a fact could not be resolved, the checks that need it do not run, and the check that
 failed to resolve it has already said why. Adding a rule = one function, one entry in
 `CHECKS`, rows in its parametrized test.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import Context as DecimalContext
+from decimal import Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 from functools import cached_property
+from typing import Final
 
-from shared.catalog import Catalog, Indicator, IndicatorType, Regime, Unit
+from shared.catalog import Catalog, Indicator, IndicatorType, Regime, Rule, Unit
 from shared.contracts import Issue, Report, Severity, Status, Timeliness
 from shared.expressions import Expression
-from shared.messages import FREQUENCY_VI, TYPE_NAMES, issue
+from shared.messages import (
+    TYPE_NAMES,
+    bad_period_code,
+    issue,
+    not_a_reporter,
+    wrong_frequency,
+)
 from shared.periods import (
     DateWindow,
     Period,
@@ -33,13 +43,39 @@ from shared.periods import (
     timeliness,
 )
 
+# Accepted figures are summed up the unit hierarchy in decimal arithmetic of 28 significant
+# digits (Python's default context). 15 digits before the point and 9 after (24 digits in
+# all) leave room for sums of up to 10 000 reports without a single rounding, so no
+# provincial total is ever off; a number with more digits is refused (E112), never rounded.
+MAX_INTEGER_DIGITS: Final = 15
+MAX_DECIMAL_PLACES: Final = 9
+# Rules read numbers within those limits, so at this precision their sums and products are
+# exact; a rule that still cannot be computed (a division by zero) is skipped, as a rule
+# with a missing indicator is (catalog/README.md).
+_RULE_ARITHMETIC: Final = DecimalContext(
+    prec=100, traps=[InvalidOperation, DivisionByZero, Overflow]
+)
+# How much of an offending value a message quotes.
+_SHOWN_CHARS: Final = 40
+
+
+@dataclass(frozen=True, slots=True)
+class LockWindow:
+    """An operator's exception to a period's lock for one unit, from its opening to its expiry."""
+
+    opened_at: datetime
+    expires_at: datetime
+
+    def covers(self, at: datetime) -> bool:
+        return self.opened_at <= at < self.expires_at
+
 
 @dataclass(frozen=True, slots=True)
 class Facts:
     """What the validation store knows about the report's (regime, period, unit)."""
 
     latest_accepted_revision: int | None = None
-    lock_exception_until: datetime | None = None
+    lock_exceptions: tuple[LockWindow, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,20 +87,34 @@ class Verdict:
     timeliness: Timeliness | None
 
 
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    """A regime rule with its expression parsed once, and the indicators it reads in order."""
+
+    rule: Rule
+    expression: Expression
+    reads: tuple[str, ...]
+
+
+def _compile(rule: Rule) -> CompiledRule:
+    expression = Expression(rule.expr)
+    words = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", rule.expr)
+    reads = tuple(dict.fromkeys(w for w in words if w in expression.names))
+    return CompiledRule(rule, expression, reads)
+
+
 class RuleBook:
     """Every regime version's rule expressions, compiled once at start."""
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
+        self.regime_list = ", ".join(catalog.regime_codes)
         self._rules = {
-            (regime.code, regime.version): tuple(
-                (rule, Expression(rule.expr)) for rule in regime.rules
-            )
-            for code in catalog.regime_codes
-            for regime in catalog.regime_versions(code)
+            (regime.code, regime.version): tuple(_compile(rule) for rule in regime.rules)
+            for regime in catalog.regimes
         }
 
-    def rules(self, regime: Regime) -> tuple[tuple[object, Expression], ...]:
+    def rules(self, regime: Regime) -> tuple[CompiledRule, ...]:
         return self._rules[(regime.code, regime.version)]
 
 
@@ -88,25 +138,34 @@ class Context:
     @cached_property
     def period(self) -> Period | None:
         try:
-            period = parse_period(self.report.period)
+            return parse_period(self.report.period)
         except PeriodCodeError:
             return None
-        if not self.versions or period.frequency != self.versions[0].frequency:
-            return None
-        return period
 
     @cached_property
-    def window(self) -> DateWindow | None:
+    def fitting(self) -> tuple[Regime, ...]:
+        """The regime's versions whose frequency the period code has."""
         if self.period is None:
-            return None
-        return cutoff_window(self.period, self.versions[0].period_convention)
+            return ()
+        return tuple(v for v in self.versions if v.frequency is self.period.frequency)
 
     @cached_property
     def regime(self) -> Regime | None:
-        """The version in force on the last day of the period's cut-off window."""
-        if self.window is None:
+        """The version in force on the last day of the period's cut-off window (periods.md),
+        the window taken in that version's own convention."""
+        if self.period is None:
             return None
-        return self.catalog.regime_in_force(self.report.regime, self.window.end)
+        for version in self.fitting:
+            if version.in_force_on(cutoff_window(self.period, version.period_convention).end):
+                return version
+        return None
+
+    @cached_property
+    def window(self) -> DateWindow | None:
+        if self.period is None or not self.fitting:
+            return None
+        convention = (self.regime or self.fitting[-1]).period_convention
+        return cutoff_window(self.period, convention)
 
     @cached_property
     def unit(self) -> Unit | None:
@@ -128,10 +187,16 @@ class Context:
     def numbers(self) -> dict[str, Decimal]:
         """Values that are valid numbers for their indicator: what rules may read."""
         numbers: dict[str, Decimal] = {}
+        if self.regime is None:
+            return numbers
         for code, value in self.report.values.items():
-            indicator = self.regime.indicator(code) if self.regime else None
-            valid = indicator is not None and _type_problem(indicator, value) is None
-            if isinstance(value, Decimal) and valid:
+            indicator = self.regime.indicator(code)
+            if (
+                isinstance(value, Decimal)
+                and indicator is not None
+                and not indicator.is_derived
+                and _type_issue(indicator, code, value) is None
+            ):
                 numbers[code] = value
         return numbers
 
@@ -139,49 +204,40 @@ class Context:
 Check = Callable[[Context], Iterator[Issue]]
 
 
+def _shown(value: Decimal | str) -> str:
+    """A value as a message quotes it: numbers as sent, long ones cut."""
+    text = str(value)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 1] + "…"
+
+
 # --- references -------------------------------------------------------------------------
 
 
 def known_regime(ctx: Context) -> Iterator[Issue]:
-    """Decree 09/2019/NĐ-CP art. 5: a report belongs to a regime the province publishes."""
+    """A report belongs to one of the regimes the province publishes (catalog/regimes)."""
     if not ctx.versions:
-        yield issue("E101", field="regime", regime=ctx.report.regime)
+        yield issue("E101", field="regime", regime=ctx.report.regime, known=ctx.book.regime_list)
 
 
 def known_unit(ctx: Context) -> Iterator[Issue]:
+    """A report comes from one of the province's reporting units (catalog/units.yaml)."""
     if ctx.unit is None:
         yield issue("E102", field="unit", unit=ctx.report.unit)
 
 
 def period_code(ctx: Context) -> Iterator[Issue]:
-    """Art. 12: periods are months, quarters, half-years or years, per the regime."""
-    if not ctx.versions:
-        return
-    try:
-        period = parse_period(ctx.report.period)
-    except PeriodCodeError as error:
-        yield issue(
-            "E104",
-            field="period",
-            period=ctx.report.period,
-            reason_vi="sai cú pháp mã kỳ",
-            reason_en=str(error),
-        )
-        return
-    frequency = ctx.versions[0].frequency
-    if period.frequency != frequency:
-        yield issue(
-            "E104.frequency",
-            field="period",
-            period=ctx.report.period,
-            regime=ctx.report.regime,
-            frequency=frequency.value,
-            frequency_vi=FREQUENCY_VI.get(frequency.value, frequency.value),
-        )
+    """Decree 09/2019/NĐ-CP art. 12: periods are months, quarters, half-years or years, and a
+    code that does not fit the regime's frequency is an error (periods.md)."""
+    if ctx.period is None:
+        yield bad_period_code(_shown(ctx.report.period))
+    elif ctx.versions and not ctx.fitting:
+        frequency = ctx.versions[-1].frequency.value
+        yield wrong_frequency(ctx.report.period, ctx.report.regime, frequency)
 
 
 def version_in_force(ctx: Context) -> Iterator[Issue]:
-    if ctx.window is not None and ctx.regime is None:
+    """periods.md: the version whose effective dates contain the window's last day applies."""
+    if ctx.fitting and ctx.regime is None and ctx.window is not None:
         yield issue(
             "E107",
             field="period",
@@ -192,7 +248,8 @@ def version_in_force(ctx: Context) -> Iterator[Issue]:
 
 
 def reporter(ctx: Context) -> Iterator[Issue]:
-    """Art. 6: the regime names who reports; the hierarchy is the one in force that day."""
+    """The regime names the unit types that report; the hierarchy is the one in force on the
+    last day of the period's cut-off window (catalog/README.md, periods.md)."""
     if ctx.regime is None or ctx.unit is None or ctx.window is None:
         return
     day = ctx.window.end
@@ -201,63 +258,75 @@ def reporter(ctx: Context) -> Iterator[Issue]:
             "E103.not_in_force", field="unit", unit=ctx.unit.code, day=day, period=ctx.report.period
         )
     elif ctx.unit.type not in ctx.regime.reporters:
-        yield issue(
-            "E103",
-            field="unit",
-            unit=ctx.unit.code,
-            unit_type=ctx.unit.type,
-            regime=ctx.regime.code,
-            period=ctx.report.period,
-            reporters=", ".join(ctx.regime.reporters),
+        yield not_a_reporter(
+            ctx.unit.code, ctx.unit.type, ctx.regime.code, ctx.report.period, ctx.regime.reporters
         )
 
 
 # --- period -----------------------------------------------------------------------------
 
 
+def _not_open(ctx: Context) -> bool:
+    return ctx.window is not None and ctx.received_on < ctx.window.start
+
+
 def period_open(ctx: Context) -> Iterator[Issue]:
-    """Art. 12: data are reported for a cut-off window that has started."""
-    if ctx.window is not None and ctx.regime is not None and ctx.received_on < ctx.window.start:
-        yield issue("E105", field="period", period=ctx.report.period, start=ctx.window.start)
+    """periods.md: a report for a period whose cut-off window has not started is refused."""
+    if ctx.regime is not None and ctx.window is not None and _not_open(ctx):
+        yield issue(
+            "E105",
+            field="period",
+            period=ctx.report.period,
+            start=ctx.window.start,
+            received_on=ctx.received_on,
+        )
 
 
 def period_not_locked(ctx: Context) -> Iterator[Issue]:
-    """Late reports are accepted until `lock_after_days` after the deadline, unless an
-    operator opened an exception for this unit that has not expired."""
-    if ctx.deadline is None or ctx.regime is None:
+    """periods.md: late reports are accepted until `lock_after_days` days after the
+    `unit_to_province` deadline, then refused, unless the report falls inside an exception
+    an operator opened for this unit and period."""
+    if ctx.deadline is None or ctx.regime is None or _not_open(ctx):
         return
     last_day = lock_date(ctx.deadline, ctx.regime.lock_after_days)
     if ctx.received_on <= last_day:
         return
-    until = ctx.facts.lock_exception_until
-    if until is not None and ctx.received_at < until:
+    if any(window.covers(ctx.received_at) for window in ctx.facts.lock_exceptions):
         return
-    yield issue("E106", field="period", period=ctx.report.period, lock_date=last_day)
+    yield issue(
+        "E106",
+        field="period",
+        period=ctx.report.period,
+        deadline=ctx.deadline,
+        lock_date=last_day,
+        received_on=ctx.received_on,
+    )
 
 
 # --- indicators -------------------------------------------------------------------------
 
 
 def indicators_known(ctx: Context) -> Iterator[Issue]:
+    """Only the indicators of the regime version's data form may be sent."""
     if ctx.regime is None:
         return
     for code in ctx.report.values:
-        indicator = ctx.regime.indicator(code)
-        if indicator is None:
-            yield issue("E110", field=f"values.{code}", indicator=code, regime=ctx.regime.code)
-        elif indicator.is_derived:
-            yield issue("E114", field=f"values.{code}", indicator=code)
+        if ctx.regime.indicator(code) is None:
+            yield issue(
+                "E110",
+                field=f"values.{code}",
+                indicator=code,
+                regime=ctx.regime.code,
+                version=ctx.regime.version,
+            )
 
 
 def required_present(ctx: Context) -> Iterator[Issue]:
+    """Indicators marked `required` in the data form must be sent."""
     if ctx.regime is None:
         return
     for indicator in ctx.regime.indicators:
-        if (
-            indicator.required
-            and not indicator.is_derived
-            and indicator.code not in ctx.report.values
-        ):
+        if indicator.required and indicator.code not in ctx.report.values:
             yield issue(
                 "E111",
                 field=f"values.{indicator.code}",
@@ -267,43 +336,70 @@ def required_present(ctx: Context) -> Iterator[Issue]:
             )
 
 
-def _type_problem(indicator: Indicator, value: Decimal | str) -> str | None:
-    """Why `value` is not of the indicator's type, or None. Numbers are exact decimals."""
+def _type_issue(indicator: Indicator, code: str, value: Decimal | str) -> Issue | None:
+    """Why `value` is not of the indicator's type, or None. Numbers are exact decimals that
+    the system can sum without rounding; integers have no fraction; text is a string."""
+    field, shown = f"values.{code}", _shown(value)
     if indicator.type is IndicatorType.TEXT:
-        return None if isinstance(value, str) else f"the number {value}"
+        if isinstance(value, str):
+            return None
+        return issue("E112.number", field=field, indicator=code, value=shown)
     if isinstance(value, str):
-        return f'the text "{value[:40]}"'
+        vi, en = TYPE_NAMES[indicator.type.value]
+        return issue(
+            "E112.text", field=field, indicator=code, value=shown, expected_vi=vi, expected_en=en
+        )
     if indicator.type is IndicatorType.INTEGER and value != value.to_integral_value():
-        return f"{value}"
+        return issue("E112.fraction", field=field, indicator=code, value=shown)
+    if not _within_precision(value):
+        return issue(
+            "E112.precision",
+            field=field,
+            indicator=code,
+            value=shown,
+            integer_digits=MAX_INTEGER_DIGITS,
+            decimal_places=MAX_DECIMAL_PLACES,
+        )
     return None
 
 
+def _within_precision(value: Decimal) -> bool:
+    """At most MAX_INTEGER_DIGITS before the point and MAX_DECIMAL_PLACES after it; trailing
+    zeros are not digits to keep (120.000 is 120). No decimal context is involved: the
+    context would round a long number before it could be measured."""
+    if value.is_zero():
+        return True
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # finite: the contract refuses NaN and Infinity
+    kept = "".join(map(str, digits)).rstrip("0")
+    last_place = exponent + len(digits) - len(kept)
+    # adjusted(): the power of ten of the leading digit, 15 for a 16-digit integer part.
+    return value.adjusted() < MAX_INTEGER_DIGITS and last_place >= -MAX_DECIMAL_PLACES
+
+
 def types_match(ctx: Context) -> Iterator[Issue]:
+    """catalog/README.md: integer, decimal and percent indicators take JSON numbers, text
+    indicators strings."""
     if ctx.regime is None:
         return
     for code, value in ctx.report.values.items():
         indicator = ctx.regime.indicator(code)
         if indicator is None or indicator.is_derived:
             continue
-        problem = _type_problem(indicator, value)
-        if problem is not None:
-            vi, en = TYPE_NAMES[indicator.type.value]
-            yield issue(
-                "E112",
-                field=f"values.{code}",
-                indicator=code,
-                expected_vi=vi,
-                expected_en=en,
-                got=problem,
-            )
+        found = _type_issue(indicator, code, value)
+        if found is not None:
+            yield found
 
 
 def within_bounds(ctx: Context) -> Iterator[Issue]:
+    """The data form's `min`, `max` (numbers) and `max_length` (text)."""
     if ctx.regime is None:
         return
     for code, value in ctx.report.values.items():
         indicator = ctx.regime.indicator(code)
-        if indicator is None or indicator.is_derived or _type_problem(indicator, value) is not None:
+        if indicator is None or indicator.is_derived:
+            continue
+        if _type_issue(indicator, code, value) is not None:
             continue
         field = f"values.{code}"
         if isinstance(value, str):
@@ -322,31 +418,52 @@ def within_bounds(ctx: Context) -> Iterator[Issue]:
             yield issue("E113.max", field=field, indicator=code, value=value, bound=indicator.max)
 
 
+def derived_not_sent(ctx: Context) -> Iterator[Issue]:
+    """catalog/README.md: derived indicators are computed after roll-up at every level, so a
+    value sent for one would be a figure nobody checks."""
+    if ctx.regime is None:
+        return
+    for code in ctx.report.values:
+        indicator = ctx.regime.indicator(code)
+        if indicator is not None and indicator.derived is not None:
+            yield issue("E114", field=f"values.{code}", indicator=code, formula=indicator.derived)
+
+
 # --- regime rules and revisions ----------------------------------------------------------
 
 
 def regime_rules(ctx: Context) -> Iterator[Issue]:
-    """The regime's cross-field rules. A rule whose indicators are missing (or invalid) is
-    skipped: the required and type checks already say what is wrong with them."""
+    """The regime's cross-field rules; `error` rejects, `warning` is listed and accepted.
+    A rule whose indicators are missing (or invalid) is skipped: the required and type
+    checks already say what is wrong with them (catalog/README.md)."""
     if ctx.regime is None:
         return
     numbers = ctx.numbers
-    for rule, expression in ctx.book.rules(ctx.regime):
-        if not expression.names <= numbers.keys():
+    for compiled in ctx.book.rules(ctx.regime):
+        if not compiled.expression.names <= numbers.keys():
             continue
-        if not expression.holds(numbers):
-            yield issue(
-                "E120",
-                severity=Severity(rule.severity.value),  # type: ignore[attr-defined]
-                rule=rule.code,  # type: ignore[attr-defined]
-                field="values",
-                message_vi=rule.message_vi,  # type: ignore[attr-defined]
-                message_en=rule.message_en,  # type: ignore[attr-defined]
-            )
+        try:
+            with localcontext(_RULE_ARITHMETIC):
+                holds = compiled.expression.holds(numbers)
+        except ArithmeticError:
+            continue
+        if holds:
+            continue
+        rule = compiled.rule
+        figures = ", ".join(f"{name} = {numbers[name]:f}" for name in compiled.reads)
+        yield issue(
+            "E120",
+            severity=rule.severity,
+            rule=rule.code,
+            field="values",
+            message_vi=rule.message_vi,
+            message_en=rule.message_en,
+            figures=figures,
+        )
 
 
 def revision_above_latest(ctx: Context) -> Iterator[Issue]:
-    """A correction replaces the counted figures only with a higher revision."""
+    """DESIGN §3: a correction replaces the counted figures only with a higher revision."""
     latest = ctx.facts.latest_accepted_revision
     if latest is not None and ctx.report.revision <= latest:
         yield issue("E130", field="revision", revision=ctx.report.revision, latest=latest)
@@ -364,6 +481,7 @@ CHECKS: tuple[Check, ...] = (
     required_present,
     types_match,
     within_bounds,
+    derived_not_sent,
     regime_rules,
     revision_above_latest,
 )

@@ -8,6 +8,8 @@ from datetime import datetime
 from shared.contracts import LockException, Outcome
 from shared.db import Connection
 
+from .rules import LockWindow
+
 NaturalKey = tuple[str, str, str]  # regime, period, unit
 
 
@@ -34,24 +36,28 @@ async def latest_revisions(conn: Connection, keys: Iterable[NaturalKey]) -> dict
     return {(r["regime"], r["period"], r["unit"]): r["revision"] for r in rows}
 
 
-async def lock_exceptions_until(
+async def lock_windows(
     conn: Connection, keys: Iterable[NaturalKey]
-) -> dict[NaturalKey, datetime]:
-    """The latest expiry among the exceptions opened for each key."""
+) -> dict[NaturalKey, list[LockWindow]]:
+    """Every lock exception opened for each key, as (opened_at, expires_at) windows."""
     keys = list(keys)
     rows = await conn.fetch(
         """
-        SELECT e.regime, e.period, e.unit, max(e.expires_at) AS until
+        SELECT e.regime, e.period, e.unit, e.opened_at, e.expires_at
         FROM lock_exceptions e
         JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(regime, period, unit)
           USING (regime, period, unit)
-        GROUP BY e.regime, e.period, e.unit
+        ORDER BY e.opened_at
         """,
         [k[0] for k in keys],
         [k[1] for k in keys],
         [k[2] for k in keys],
     )
-    return {(r["regime"], r["period"], r["unit"]): r["until"] for r in rows}
+    windows: dict[NaturalKey, list[LockWindow]] = {}
+    for r in rows:
+        key = (r["regime"], r["period"], r["unit"])
+        windows.setdefault(key, []).append(LockWindow(r["opened_at"], r["expires_at"]))
+    return windows
 
 
 async def save(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from pydantic import ValidationError
 
@@ -35,7 +34,7 @@ from shared.outbox import OutboxMessage
 from shared.runtime import Runtime
 
 from . import store
-from .rules import Facts, RuleBook, Verdict, validate
+from .rules import Facts, LockWindow, RuleBook, Verdict, validate
 from .store import NaturalKey
 
 log = get_logger(__name__)
@@ -80,14 +79,15 @@ class VerdictStage:
         async with self._rt.pool.acquire() as conn, conn.transaction():
             seen = await store.decided(conn, [r.report.report_id for r in reports])
             latest = await store.latest_revisions(conn, keys)
-            until = await store.lock_exceptions_until(conn, keys)
+            windows = await store.lock_windows(conn, keys)
             for item in items:
                 if isinstance(item, LockException):
                     batch.exceptions.append(item)
-                    until[_key(item)] = max(item.expires_at, until.get(_key(item), item.expires_at))
+                    window = LockWindow(item.opened_at, item.expires_at)
+                    windows.setdefault(_key(item), []).append(window)
                 elif item.report.report_id not in seen:
                     seen.add(item.report.report_id)
-                    self._judge(item, latest, until, batch)
+                    self._judge(item, latest, windows, batch)
             await store.save(
                 conn, batch.outcomes, self._rt.clock.now(), batch.accepted, batch.exceptions
             )
@@ -99,11 +99,11 @@ class VerdictStage:
         self,
         received: ReceivedReport,
         latest: dict[NaturalKey, int],
-        until: dict[NaturalKey, datetime],
+        windows: dict[NaturalKey, list[LockWindow]],
         batch: _Batch,
     ) -> None:
         report, key = received.report, _key(received)
-        facts = Facts(latest.get(key), until.get(key))
+        facts = Facts(latest.get(key), tuple(windows.get(key, ())))
         verdict = validate(report, received.received_at, self._book, facts)
         outcome = _outcome(received, verdict)
         batch.outcomes.append(outcome)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from services.validation.app import build_app
 from services.validation.settings import ValidationSettings
@@ -20,6 +21,7 @@ from shared.contracts import (
 )
 from tests import factories
 from tests.harness import TopicReader, produce, running, service_settings
+from tests.integration.validation_stack import Headers, produce_with_headers
 
 NOW = datetime.fromisoformat("2026-03-16T10:00:00+07:00")
 KEY = regime_period_key("KSTT-TTHC", "2026-Q1")
@@ -107,9 +109,46 @@ async def test_a_lock_exception_lets_one_unit_report_into_a_locked_period_until_
         await produce(kafka_bootstrap, config.kafka.topic(RECEIVED), messages)
         async with TopicReader(kafka_bootstrap, config.kafka.topic(OUTCOMES)) as outcomes:
             verdicts = [codec.decode(Outcome, r.value) for r in await outcomes.until(3)]
-    assert [(v.unit, v.status, [i.code for i in v.issues]) for v in verdicts] == [
+    # One unit's outcomes share a partition, so they keep their order; units may interleave.
+    seen = sorted(verdicts, key=lambda v: v.unit or "")
+    assert [(v.unit, v.status, [i.code for i in v.issues]) for v in seen] == [
         ("TB.DH.N01", Status.ACCEPTED, []),
         ("TB.DH.N01", Status.REJECTED, ["E106"]),
         ("TB.DH.N02", Status.REJECTED, ["E106"]),
     ]
-    assert verdicts[0].timeliness is Timeliness.LATE
+    assert seen[0].timeliness is Timeliness.LATE
+
+
+async def test_no_record_of_a_batch_is_lost_to_a_body_or_header_the_broker_library_cannot_read(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    # faststream decodes a body whose content-type is JSON before any handler runs; a JSON
+    # number beyond a binary double (1E+400) or a null header value made it raise, and the
+    # batch around it was skipped, then committed by the next batch's acknowledgement.
+    config = settings(namespace, kafka_bootstrap, postgres_dsn)
+    json_header: Headers = [("content-type", b"application/json")]
+    before = factories.received(NOW, unit="TB.DH.N01")
+    huge = dict(factories.KSTT_VALUES, RECEIVED_ONLINE=Decimal("1E+400"))
+    odd = factories.received(NOW, unit="TB.DH.N02", values=huge)
+    after = factories.received(NOW, unit="TB.HH.N01")
+    null_header = factories.received(NOW, unit="TB.HH.N02")
+    messages: list[tuple[bytes | None, bytes, Headers]] = [
+        (KEY, codec.dumps(before), json_header),
+        (KEY, codec.dumps(odd), json_header),
+        (KEY, codec.dumps(after), json_header),
+        (KEY, codec.dumps(null_header), [("trace", None), ("binary", b"\xff\xfe")]),
+    ]
+    async with running(build_app(config)):
+        await produce_with_headers(kafka_bootstrap, config.kafka.topic(RECEIVED), messages)
+        async with TopicReader(kafka_bootstrap, config.kafka.topic(OUTCOMES)) as outcomes:
+            verdicts = [codec.decode(Outcome, r.value) for r in await outcomes.until(4, timeout=60)]
+    # Outcomes are keyed by unit: their order across partitions is not the sending order.
+    by_unit = {v.unit: v for v in verdicts}
+    assert {unit: v.status for unit, v in by_unit.items()} == {
+        "TB.DH.N01": Status.ACCEPTED,
+        "TB.DH.N02": Status.REJECTED,
+        "TB.HH.N01": Status.ACCEPTED,
+        "TB.HH.N02": Status.ACCEPTED,
+    }
+    odd_issues = by_unit["TB.DH.N02"].issues
+    assert [(i.code, i.field) for i in odd_issues] == [("E112", "values.RECEIVED_ONLINE")]

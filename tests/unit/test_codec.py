@@ -142,7 +142,14 @@ finite_decimals = st.builds(
 )
 
 
-@given(st.dictionaries(st.text(st.characters(codec="utf-8")), finite_decimals, max_size=20))
+# NUL is refused on reading (PostgreSQL text cannot hold it), so keys never carry it.
+@given(
+    st.dictionaries(
+        st.text(st.characters(codec="utf-8", exclude_characters="\x00")),
+        finite_decimals,
+        max_size=20,
+    )
+)
 def test_any_dict_of_finite_decimals_round_trips_unchanged(original: dict[str, Decimal]) -> None:
     loaded = codec.loads(codec.dumps(original))
     assert loaded == original
@@ -154,3 +161,40 @@ def test_any_dict_of_finite_decimals_round_trips_unchanged(original: dict[str, D
         else:
             # A whole number is written without exponent and read back as an exact int.
             assert isinstance(loaded[key], int)
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        (Decimal("1E+100000000"), b"1E+100000000"),
+        (Decimal("-5E-100000000"), b"-5E-100000000"),
+        (Decimal("1E+99"), b"1" + b"0" * 99),
+    ],
+)
+def test_a_decimal_far_from_one_keeps_its_exponent_instead_of_growing(
+    value: Decimal, written: bytes
+) -> None:
+    assert codec.dumps({"v": value}) == b'{"v":' + written + b"}"
+    assert codec.loads(codec.dumps(value)) == value
+
+
+@pytest.mark.parametrize("text", [b"[" * 100_000, b'{"a":' * 100_000, b"[" * 5000 + b"]" * 5000])
+def test_json_nested_too_deeply_is_refused_not_a_crash(text: bytes) -> None:
+    with pytest.raises(ValueError, match="nested too deeply"):
+        codec.loads(text)
+
+
+@pytest.mark.parametrize("text", [b'"\\ud800"', b'{"\\uDFFF": 1}', b'[["a", "\\udbff x"]]'])
+def test_a_lone_surrogate_escape_is_refused_on_reading(text: bytes) -> None:
+    with pytest.raises(ValueError, match="lone surrogate"):
+        codec.loads(text)
+
+
+def test_an_escaped_surrogate_pair_is_one_character() -> None:
+    assert codec.loads(b'"\\ud83d\\ude42"') == "🙂"
+
+
+@pytest.mark.parametrize("text", [b'"a\\u0000b"', b'{"\\u0000": 1}'])
+def test_a_nul_character_is_refused_on_reading(text: bytes) -> None:
+    with pytest.raises(ValueError, match="NUL"):
+        codec.loads(text)

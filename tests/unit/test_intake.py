@@ -190,6 +190,7 @@ def test_the_identifiers_of_a_refused_report_are_gleaned_for_the_answer() -> Non
     [
         ({"revision": True}, {"revision": None}),
         ({"revision": "2"}, {"revision": None}),
+        ({"revision": 10**20}, {"revision": None}),
         ({"unit": "U" * 65}, {"unit": None}),
         ({"regime": ""}, {"regime": None}),
         ({"period": 2026}, {"period": None}),

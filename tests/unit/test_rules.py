@@ -1,15 +1,19 @@
 """`services.validation.rules.validate` gives every issue of a report, with code and field.
 
-Proves, on the shipped catalog: one passing and one failing row per code E101..E130 (the
-failing row names the code AND the field path), lock exceptions that let a unit through
-until they expire, the regime rules (an error rejects, a warning accepts and is listed, a
-rule with a missing indicator is skipped), that a report with several problems lists all
-of them in DESIGN §4 order, timeliness on either side of the deadline in Vietnam's time
-zone, and the deadline and regime version a verdict carries.
+Proves, on the shipped catalog: passing and failing rows per code E101..E130 (the failing
+row names the code AND the field path), lock exceptions that let a unit through only
+between their opening and their expiry, numbers refused when they carry more digits than
+sums keep exactly, the regime rules (an error rejects, a warning accepts and is listed, a
+rule with a missing indicator or no computable value is skipped, arithmetic is exact),
+that a report with several problems lists all of them in DESIGN §4 order, messages that
+say what, where and why in both languages, timeliness on either side of the deadline in
+Vietnam's time zone, and the deadline and regime version a verdict carries. E100 and E150
+(the contract) are submission's, tabled in test_intake.py.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -17,8 +21,8 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from services.validation.rules import Facts, RuleBook, Verdict, validate
-from shared.catalog import load_catalog
+from services.validation.rules import Facts, LockWindow, RuleBook, Verdict, validate
+from shared.catalog import Catalog, Regime, load_catalog
 from shared.contracts import Severity, Status, Timeliness
 from tests import factories
 
@@ -66,8 +70,9 @@ def judge(overrides: dict[str, Any], received_at: str, facts: Facts = NO_FACTS) 
     return validate(factories.report(**overrides), at(received_at), BOOK, facts)
 
 
-def ending(day: str) -> Facts:
-    return Facts(lock_exception_until=at(day))
+def excepted(opened: str, expires: str) -> Facts:
+    """An operator's lock exception for the report's unit, open from `opened` to `expires`."""
+    return Facts(lock_exceptions=(LockWindow(at(opened), at(expires)),))
 
 
 ROWS: dict[str, Any] = {
@@ -121,6 +126,15 @@ ROWS: dict[str, Any] = {
         "E104", {"period": "2026-Q5"}, issue=("E104", "period"), status=Status.REJECTED
     ),
     "E104 a lower-case code": Row("E104", {"period": "2026-q1"}, issue=("E104", "period")),
+    "E104 a year outside 2000..2100": Row(
+        "E104", {"period": "1999-Q1"}, issue=("E104", "period"), status=Status.REJECTED
+    ),
+    "E104 a bad code with an unknown regime": Row(
+        "E104", {"regime": "NOPE", "period": "Q1-2026"}, issue=("E104", "period")
+    ),
+    "E104 any good code with an unknown regime": Row(
+        "E104", {"regime": "NOPE", "period": "2026-M03"}, status=Status.REJECTED
+    ),
     "E104 a month for a quarterly regime": Row(
         "E104", {"period": "2026-M03"}, issue=("E104", "period"), status=Status.REJECTED
     ),
@@ -148,16 +162,39 @@ ROWS: dict[str, Any] = {
         "E106",
         {},
         "2026-04-20T10:00:00+07:00",
-        ending("2026-04-30T00:00:00+07:00"),
+        excepted("2026-04-20T09:00:00+07:00", "2026-04-30T00:00:00+07:00"),
         status=Status.ACCEPTED,
     ),
     "E106 once the lock exception expired": Row(
         "E106",
         {},
         "2026-04-20T10:00:00+07:00",
-        ending("2026-04-20T10:00:00+07:00"),
+        excepted("2026-04-20T09:00:00+07:00", "2026-04-20T10:00:00+07:00"),
         issue=("E106", "period"),
         status=Status.REJECTED,
+    ),
+    "E106 received before the lock exception was opened": Row(
+        "E106",
+        {},
+        "2026-04-20T08:59:59+07:00",
+        excepted("2026-04-20T09:00:00+07:00", "2026-04-30T00:00:00+07:00"),
+        issue=("E106", "period"),
+        status=Status.REJECTED,
+    ),
+    "E106 one exception of several covers the report": Row(
+        "E106",
+        {},
+        "2026-05-03T10:00:00+07:00",
+        Facts(
+            lock_exceptions=(
+                LockWindow(at("2026-04-20T09:00:00+07:00"), at("2026-04-21T09:00:00+07:00")),
+                LockWindow(at("2026-05-03T09:00:00+07:00"), at("2026-05-04T09:00:00+07:00")),
+            )
+        ),
+        status=Status.ACCEPTED,
+    ),
+    "E106 a period not open yet is not also locked": Row(
+        "E106", {"period": "2026-Q3"}, status=Status.REJECTED
     ),
     # E107 no regime version in force: KTXH-M v1 starts on 2020-12-15
     "E107 the first period of KTXH-M v1": Row(
@@ -220,6 +257,32 @@ ROWS: dict[str, Any] = {
         issue=("E112", "values.ASSESSMENT"),
         status=Status.REJECTED,
     ),
+    "E112 fifteen integer digits": Row(
+        "E112",
+        {"values": kstt(PROCESSING_DAYS_TOTAL=Decimal("999999999999999.999999999"))},
+        status=Status.ACCEPTED,
+    ),
+    "E112 trailing zeros beyond nine places": Row(
+        "E112", {"values": kstt(PROCESSING_DAYS_TOTAL=Decimal("480.500000000000"))}
+    ),
+    "E112 sixteen integer digits": Row(
+        "E112",
+        {"values": kstt(PROCESSING_DAYS_TOTAL=Decimal("1000000000000000"))},
+        issue=("E112", "values.PROCESSING_DAYS_TOTAL"),
+        status=Status.REJECTED,
+    ),
+    "E112 ten decimal places": Row(
+        "E112",
+        {"values": kstt(PROCESSING_DAYS_TOTAL=Decimal("480.0000000001"))},
+        issue=("E112", "values.PROCESSING_DAYS_TOTAL"),
+        status=Status.REJECTED,
+    ),
+    "E112 an exponent no sum could carry": Row(
+        "E112",
+        {"values": kstt(RECEIVED_ONLINE=Decimal("9E+999999"))},
+        issue=("E112", "values.RECEIVED_ONLINE"),
+        status=Status.REJECTED,
+    ),
     # E113 out of bounds
     "E113 at the minimum": Row("E113", {"values": kstt(MAX_OVERDUE_DAYS=Decimal(0))}),
     "E113 below the minimum": Row(
@@ -244,6 +307,12 @@ ROWS: dict[str, Any] = {
         "E114",
         {"values": kstt(ON_TIME_RATE=Decimal("91.67"))},
         issue=("E114", "values.ON_TIME_RATE"),
+        status=Status.REJECTED,
+    ),
+    "E114 a derived indicator sent as text": Row(
+        "E114",
+        {"values": kstt(ONLINE_RATE="80%")},
+        issue=("E114", "values.ONLINE_RATE"),
         status=Status.REJECTED,
     ),
     # E120 regime rules
@@ -316,14 +385,20 @@ def test_every_code_of_the_table_has_a_passing_and_a_failing_row() -> None:
         assert {r.issue is None for r in rows if r.code == code} == {True, False}, code
 
 
-def test_an_error_rule_names_the_rule_and_quotes_the_catalogs_message() -> None:
+def test_an_error_rule_names_the_rule_quotes_the_catalog_and_shows_the_figures() -> None:
     verdict = judge({"values": kstt(CARRIED_OVER=Decimal(6))}, Q1_2026)
     (issue,) = verdict.issues
     assert (issue.code, issue.rule, issue.severity) == ("E120", "R01", Severity.ERROR)
     assert issue.message_en == (
-        "Dossiers received in total must equal online plus in-person/postal plus carried over."
+        "Rule R01 fails: Dossiers received in total must equal online plus in-person/postal"
+        " plus carried over. Figures sent: RECEIVED_TOTAL = 155, RECEIVED_ONLINE = 120,"
+        " RECEIVED_DIRECT = 30, CARRIED_OVER = 6."
     )
-    assert issue.message_vi.startswith("Tổng số hồ sơ tiếp nhận phải bằng")
+    assert issue.message_vi == (
+        "Quy tắc R01 không thỏa mãn: Tổng số hồ sơ tiếp nhận phải bằng số tiếp nhận trực tuyến"
+        " cộng trực tiếp, bưu chính cộng số từ kỳ trước chuyển qua. Số liệu đã gửi:"
+        " RECEIVED_TOTAL = 155, RECEIVED_ONLINE = 120, RECEIVED_DIRECT = 30, CARRIED_OVER = 6."
+    )
 
 
 def test_a_warning_rule_accepts_the_report_and_lists_the_warning() -> None:
@@ -357,11 +432,11 @@ def test_a_report_with_several_problems_lists_every_one_in_design_order() -> Non
     assert verdict.status is Status.REJECTED
     assert [(i.code, i.field, i.rule) for i in verdict.issues] == [
         ("E106", "period", None),
-        ("E114", "values.ON_TIME_RATE", None),
         ("E110", "values.NOT_AN_INDICATOR", None),
         ("E111", "values.RECEIVED_DIRECT", None),
         ("E112", "values.RECEIVED_ONLINE", None),
         ("E113", "values.MAX_OVERDUE_DAYS", None),
+        ("E114", "values.ON_TIME_RATE", None),
         ("E120", "values", "R02"),
         ("E120", "values", "R04"),
         ("E120", "values", "R05"),
@@ -455,3 +530,126 @@ def test_without_a_regime_version_there_is_no_deadline_and_no_timeliness(
     assert verdict.regime is None
     assert verdict.deadline is None
     assert verdict.timeliness is None
+
+
+UNFILLED = re.compile(r"\{[a-z_]+\}")  # a template placeholder left in a message
+
+
+def test_every_issue_of_the_table_reads_well_in_both_languages() -> None:
+    seen: set[str] = set()
+    for row in ROWS.values():
+        for found in judge(row.overrides, row.received_at, row.facts).issues:
+            seen.add(found.code)
+            assert found.message_vi.strip(), found
+            assert found.message_en.strip(), found
+            assert found.message_vi != found.message_en, found
+            assert not UNFILLED.search(found.message_vi + found.message_en), found
+    assert seen >= {"E101", "E102", "E103", "E104", "E105", "E106", "E107"}
+
+
+def test_a_long_offending_value_is_quoted_cut_short() -> None:
+    verdict = judge({"values": kstt(RECEIVED_ONLINE="x" * 5000)}, Q1_2026)
+    (issue,) = verdict.issues
+    assert issue.code == "E112"
+    assert len(issue.message_en) < 200
+    assert len(issue.message_vi) < 200
+
+
+@pytest.mark.parametrize(
+    ("overrides", "vi", "en"),
+    [
+        (
+            {"unit": "TB.VP"},
+            "Đơn vị TB.VP (sở, ban, ngành) không thuộc đối tượng thực hiện chế độ KSTT-TTHC kỳ"
+            " 2026-Q1; đối tượng báo cáo là: cấp xã, cấp huyện, trung tâm phục vụ hành chính"
+            " công.",
+            "Unit TB.VP (department) does not report regime KSTT-TTHC for period 2026-Q1; its"
+            " reporters are: commune, district, public-service centre.",
+        ),
+        (
+            {"period": "2026-M03"},
+            "Kỳ 2026-M03 không phù hợp tần suất báo cáo hằng quý của chế độ KSTT-TTHC; mã kỳ"
+            " phải có dạng như 2026-Q1.",
+            "Period 2026-M03 does not fit regime KSTT-TTHC, which is reported quarterly; use a"
+            " period code like 2026-Q1.",
+        ),
+        (
+            {"values": kstt(RECEIVED_ONLINE=Decimal("120.5"))},
+            "Chỉ tiêu RECEIVED_ONLINE phải là số nguyên, nhưng giá trị gửi là số 120.5 có phần"
+            " thập phân.",
+            "Indicator RECEIVED_ONLINE must be an integer, but the value sent is the number"
+            " 120.5, which has a fraction.",
+        ),
+    ],
+)
+def test_a_message_says_what_where_and_why_in_both_languages(
+    overrides: dict[str, Any], vi: str, en: str
+) -> None:
+    (issue,) = judge(overrides, Q1_2026).issues
+    assert (issue.message_vi, issue.message_en) == (vi, en)
+
+
+def test_a_locked_period_names_the_deadline_the_lock_and_the_day_received() -> None:
+    (issue,) = judge({}, "2026-04-18T08:00:00+07:00").issues
+    assert issue.message_en == (
+        "Period 2026-Q1 is locked: the deadline was 2026-03-18 and late reports were accepted"
+        " until the end of 2026-04-17; this report was received on 2026-04-18. Ask the"
+        " province to open an exception."
+    )
+
+
+# --- a regime built for the purpose: rules that cannot be computed ---------------------
+
+ODD_REGIME: dict[str, Any] = {
+    "code": "ODD",
+    "version": 1,
+    "name_vi": "Thử",
+    "name_en": "Test",
+    "legal_basis": "test",
+    "frequency": "quarterly",
+    "period_convention": "nd09",
+    "deadlines": {
+        "unit_to_province": {"day_of_last_month": 18},
+        "province_to_hub": {"day_of_last_month": 25},
+    },
+    "lock_after_days": 30,
+    "reporters": ["commune"],
+    "effective_from": "2020-12-15",
+    "indicators": [
+        {"code": c, "name_vi": c, "name_en": c, "unit": "x", "type": "decimal",
+         "aggregation": "sum"}
+        for c in ("A", "B")
+    ],
+    "rules": [
+        {"code": "SHARE", "expr": "A / B <= 1", "severity": "error", "message_vi": "vi",
+         "message_en": "en"},
+        {"code": "EXACT", "expr": "A * A * A * A + 1 > A * A * A * A", "severity": "error",
+         "message_vi": "vi", "message_en": "en"},
+    ],
+}  # fmt: skip
+
+
+def odd_book() -> RuleBook:
+    catalog = BOOK.catalog
+    regime = Regime.model_validate(ODD_REGIME)
+    return RuleBook(
+        Catalog(province=catalog.province, units=catalog.units, regimes=(*catalog.regimes, regime))
+    )
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "failed"),
+    [
+        ("5", "10", []),
+        ("11", "10", ["SHARE"]),
+        ("5", "0", []),  # A / 0 has no value: the rule is skipped, as with a missing indicator
+        # A⁴ has 96 digits: rounded to 28, adding 1 would change nothing and EXACT would fail.
+        ("999999999999999.999999999", "1", ["SHARE"]),
+    ],
+)
+def test_a_rule_that_cannot_be_computed_is_skipped_and_large_products_stay_exact(
+    a: str, b: str, failed: list[str]
+) -> None:
+    report = factories.report(regime="ODD", values={"A": Decimal(a), "B": Decimal(b)})
+    verdict = validate(report, at(Q1_2026), odd_book(), NO_FACTS)
+    assert [i.rule for i in verdict.issues] == failed
