@@ -4,6 +4,10 @@ pydantic parses JSON numbers into `Decimal` through a binary float (123456789012
 comes back as ...4568), and writes `Decimal` as a string. Budget figures must add up to the
 last digit, so messages are read with the standard library's parser (`parse_float=Decimal`)
 and written with orjson, embedding each decimal as a raw JSON number.
+
+JSON that baocao wrote itself (its internal topics, PostgreSQL's jsonb) is read by
+`loads_internal`, through msgspec with the same exact decimals, about three times faster:
+the hot path of every stage reads such messages.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import msgspec
 import orjson
 from pydantic import BaseModel, ValidationError
 
@@ -67,6 +72,34 @@ def loads(data: bytes | str) -> Any:
         # A few kilobytes of "[[[[" exhaust the parser's stack: refuse, never crash.
         raise ValueError("JSON nested too deeply") from None
     if _UNSTORABLE_ESCAPE.search(text):
+        problem = _unstorable_string(document)
+        if problem is not None:
+            raise ValueError(problem)
+    return document
+
+
+# Decimals from the number's text as written: exact, as with the standard library above.
+_internal_decoder = msgspec.json.Decoder(float_hook=Decimal)
+_UNSTORABLE_ESCAPE_BYTES = re.compile(rb"\\u(?:[dD][89a-fA-F]|0000)")
+
+
+def loads_internal(data: bytes | str) -> Any:
+    """Parse JSON written by baocao itself; floats become exact `Decimal`.
+
+    Refuses with `ValueError` everything `loads` refuses, but for a key named twice: the
+    writers (orjson, PostgreSQL's jsonb) never do that, so the check is left out and, in a
+    message forged on an internal topic, the last value wins before the contract is checked.
+    """
+    try:
+        document = _internal_decoder.decode(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    found = (
+        _UNSTORABLE_ESCAPE_BYTES.search(data)
+        if isinstance(data, bytes)
+        else _UNSTORABLE_ESCAPE.search(data)
+    )
+    if found:
         problem = _unstorable_string(document)
         if problem is not None:
             raise ValueError(problem)
@@ -129,4 +162,18 @@ def decode(model: type[M], data: bytes | str) -> M:
     return model.model_validate(loads(data))
 
 
-__all__ = ["DuplicateKeyError", "ValidationError", "canonical", "decode", "dumps", "loads"]
+def decode_internal(model: type[M], data: bytes | str) -> M:
+    """`decode` for a message baocao wrote itself (see `loads_internal`)."""
+    return model.model_validate(loads_internal(data))
+
+
+__all__ = [
+    "DuplicateKeyError",
+    "ValidationError",
+    "canonical",
+    "decode",
+    "decode_internal",
+    "dumps",
+    "loads",
+    "loads_internal",
+]

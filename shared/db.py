@@ -14,7 +14,7 @@ from typing import TypeAlias
 import asyncpg
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from shared.codec import dumps, loads
+from shared.codec import dumps, loads_internal
 from shared.logging import get_logger
 from shared.settings import PostgresSettings
 
@@ -30,7 +30,7 @@ Connection: TypeAlias = (
 async def _init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
     # jsonb columns travel as text through our codec, which keeps decimals exact.
     await conn.set_type_codec(
-        "jsonb", encoder=lambda v: dumps(v).decode(), decoder=loads, schema="pg_catalog"
+        "jsonb", encoder=lambda v: dumps(v).decode(), decoder=loads_internal, schema="pg_catalog"
     )
 
 
