@@ -1,9 +1,9 @@
 """The transactional outbox: messages committed with the state, relayed to Kafka after.
 
 A handler writes its new state and the messages announcing it in one PostgreSQL
-transaction, then acknowledges its input. The relay publishes outbox rows in id order,
-gathering the broker's confirmations per batch, and deletes them in the transaction that
-read them. A crash before the delete republishes (consumers are idempotent); nothing
+transaction, then acknowledges its input. The relay takes outbox rows in id order, deletes
+them, publishes them gathering the broker's confirmations per batch, and only then commits
+the delete. A crash before the delete republishes (consumers are idempotent); nothing
 committed is ever lost. One relay per schema runs at a time (advisory lock), which keeps
 the messages of one key in the order they were committed.
 """
@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from shared.batches import Record
 from shared.db import Connection, Pool
@@ -23,7 +22,9 @@ from shared.observability.metrics import Metrics
 
 log = get_logger(__name__)
 
-Publish = Callable[[str, bytes | None, bytes, dict[str, str]], Awaitable["asyncio.Future[Any]"]]
+# Sends every message, in order per topic and key, and returns once the broker has
+# acknowledged them all.
+Publish = Callable[[Sequence["OutboxMessage"]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,23 +119,27 @@ class OutboxRelay:
     async def relay_once(self) -> int:
         """Publish one batch from the outbox; returns how many messages were sent."""
         async with self._pool.acquire() as conn, conn.transaction():
+            # The delete need not wait for the disk (synchronous_commit off for this
+            # transaction): if the server lost it in a crash, the rows would only be
+            # published again, and every consumer is idempotent.
             locked = await conn.fetchval(
                 "SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || '.outbox'))"
+                " AND set_config('synchronous_commit', 'off', true) = 'off'"
             )
             if not locked:
                 return 0
+            # Taken and deleted in one statement: the transaction ends (deleting them for
+            # good) only once the broker has acknowledged every one.
             rows = await conn.fetch(
-                "SELECT id, topic, key, payload, headers FROM outbox ORDER BY id LIMIT $1",
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT $1)"
+                " RETURNING id, topic, key, payload, headers",
                 self._batch_size,
             )
             if not rows:
                 return 0
-            futures = [
-                await self._publish(r["topic"], r["key"], r["payload"], r["headers"]) for r in rows
-            ]
-            await asyncio.gather(*futures)
-            await conn.execute(
-                "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+            rows.sort(key=lambda r: r["id"])  # RETURNING keeps no order
+            await self._publish(
+                [OutboxMessage(r["topic"], r["key"], r["payload"], r["headers"]) for r in rows]
             )
         counts: dict[str, int] = {}
         for r in rows:

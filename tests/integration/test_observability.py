@@ -4,8 +4,7 @@ exports from the snapshots it stored."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -107,13 +106,8 @@ async def test_the_outbox_backlog_counts_what_waits_and_how_old_the_oldest_is(
 
     published: list[bytes] = []
 
-    async def publish(
-        topic: str, key: bytes | None, payload: bytes, headers: dict[str, str]
-    ) -> asyncio.Future[Any]:
-        published.append(payload)
-        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
+    async def publish(messages: Sequence[OutboxMessage]) -> None:
+        published.extend(m.payload for m in messages)
 
     relay = OutboxRelay(outbox_pool, publish, Metrics(CollectorRegistry()))
     assert await relay.relay_once() == 3
