@@ -28,6 +28,11 @@ class KafkaSettings(_Section):
         default="",
         description="Prefix of every topic and consumer group; tests isolate runs with it.",
     )
+    group_namespace: str | None = Field(
+        default=None,
+        description="Prefix of the consumer groups when it differs from `namespace`: new "
+        "groups read every topic again from its start (a replay into the same database).",
+    )
     partitions: int = Field(default=12, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     min_insync_replicas: int | None = Field(default=None, ge=1)
@@ -50,7 +55,8 @@ class KafkaSettings(_Section):
         return self.topic(spec.dlq)
 
     def group(self, name: str) -> str:
-        return f"{self.namespace}baocao.{name}"
+        prefix = self.namespace if self.group_namespace is None else self.group_namespace
+        return f"{prefix}baocao.{name}"
 
 
 class PostgresSettings(_Section):
