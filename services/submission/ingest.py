@@ -10,9 +10,12 @@ record after a crash is recognised by its offset and has no effect at all.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+
+import orjson
 
 from shared import codec, outbox
 from shared.batches import Record
@@ -37,6 +40,8 @@ from .intake import Unreadable, read_report
 from .store import PendingDuplicate, StoredReport
 
 log = get_logger(__name__)
+
+RECEIVED_SCHEMA = ReceivedReport.model_fields["schema_"].default
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,13 +101,16 @@ class Ingest:
     async def record_verdicts(self, records: Sequence[Record]) -> None:
         """Keep the verdicts published on reports.outcomes.v1; answer waiting duplicates."""
         verdicts: dict[str, Outcome] = {}
+        encoded: dict[str, bytes] = {}
         for record in records:
-            outcome = codec.decode(Outcome, record.value or b"")
+            outcome = codec.decode_internal(Outcome, record.value or b"")
             if outcome.status is not Status.DUPLICATE:
                 verdicts[outcome.report_id] = outcome
+                encoded[outcome.report_id] = record.value
         final = {i: o for i, o in verdicts.items() if not store.is_contract_only(o)}
         async with self._rt.pool.acquire() as conn, conn.transaction():
-            await store.save_verdicts(conn, list(verdicts.values()))
+            await store.save_verdicts(conn, list(verdicts.values()), list(encoded.values()))
+            await store.lock_pending_duplicates(conn)
             waiting = await store.take_pending_duplicates(conn, final)
             await outbox.write(conn, [self._duplicate(final[p.report_id]) for p in waiting])
         if waiting:
@@ -133,11 +141,22 @@ class Ingest:
         duplicates = [
             r for r in repeats if r.source is None or sources.get(r.report.report_id) != r.source
         ]
-        verdicts = await store.verdicts_of(conn, ids)
+        if not duplicates:
+            return stored, messages  # only redeliveries of records already stored
+        verdicts = await store.verdicts_of(conn, {d.report.report_id for d in duplicates})
+        unanswered = {
+            d.report.report_id for d in duplicates if not _final(verdicts.get(d.report.report_id))
+        }
+        if unanswered:
+            # A verdict committed after the read above would look for a pending duplicate
+            # that this transaction has not committed yet, and leave it unanswered for good:
+            # under the lock the verdict path takes, read again before waiting for it.
+            await store.lock_pending_duplicates(conn)
+            verdicts |= await store.verdicts_of(conn, unanswered)
         pending: list[PendingDuplicate] = []
         for dup in duplicates:
             verdict = verdicts.get(dup.report.report_id)
-            if verdict is not None and not store.is_contract_only(verdict):
+            if verdict is not None and _final(verdict):
                 messages.append(self._duplicate(verdict))
             else:
                 pending.append(PendingDuplicate(dup.report.report_id, dup.received_at, dup.channel))
@@ -148,8 +167,15 @@ class Ingest:
         return stored, messages
 
     def _forward(self, report: StoredReport) -> OutboxMessage:
+        """The ReceivedReport, with the report embedded as the sender wrote it: it was just
+        read and validated, and its own bytes are "the report as sent" (not written again)."""
         r = report.report
-        message = ReceivedReport(report=r, received_at=report.received_at, channel=report.channel)
+        message = {
+            "schema": RECEIVED_SCHEMA,
+            "report": orjson.Fragment(report.raw),
+            "received_at": report.received_at,
+            "channel": report.channel.value,
+        }
         return OutboxMessage(
             self._rt.topic(RECEIVED), regime_period_key(r.regime, r.period), codec.dumps(message)
         )
@@ -188,8 +214,16 @@ class Ingest:
         return messages
 
     def _count(self, stored: Sequence[StoredReport], _unreadable: int) -> None:
-        metrics = self._rt.metrics
+        """Counted per batch: one increment per label set, not one per report."""
         known = set(self._rt.catalog.regime_codes)
-        for report in stored:
-            regime = report.report.regime if report.report.regime in known else "unknown"
-            metrics.reports_received.labels(regime=regime, channel=report.channel.value).inc()
+        counts = Counter(
+            (r.report.regime if r.report.regime in known else "unknown", r.channel.value)
+            for r in stored
+        )
+        for (regime, channel), n in counts.items():
+            self._rt.metrics.reports_received.labels(regime=regime, channel=channel).inc(n)
+
+
+def _final(verdict: Outcome | None) -> bool:
+    """A verdict a duplicate can be answered with (not a contract refusal of another copy)."""
+    return verdict is not None and not store.is_contract_only(verdict)

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared import codec
 from shared.contracts import Channel, LockException, Outcome, Report, Status
 from shared.db import Connection
 
@@ -76,6 +75,15 @@ async def verdicts_of(conn: Connection, report_ids: Iterable[str]) -> dict[str, 
     return {r["report_id"]: Outcome.model_validate(r["outcome"]) for r in rows}
 
 
+async def lock_pending_duplicates(conn: Connection) -> None:
+    """Until commit: a duplicate is recorded as pending, and pending duplicates are answered
+    with a new verdict, one transaction at a time (see `Ingest`). The schema is in the key,
+    so other deployments on the server never wait on this one."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.pending_duplicates'))"
+    )
+
+
 async def add_pending_duplicates(conn: Connection, pending: Sequence[PendingDuplicate]) -> None:
     if pending:
         await conn.execute(
@@ -98,15 +106,19 @@ async def take_pending_duplicates(
     return [PendingDuplicate(r["report_id"], r["received_at"], Channel(r["channel"])) for r in rows]
 
 
-async def save_verdicts(conn: Connection, outcomes: Sequence[Outcome]) -> None:
-    """Keep each report's verdict. A contract rejection (E100/E150 of a message that named
-    the id) never replaces the verdict on a stored report, which always wins."""
+async def save_verdicts(
+    conn: Connection, outcomes: Sequence[Outcome], encoded: Sequence[bytes]
+) -> None:
+    """Keep each report's verdict (`encoded`: its JSON as published, stored as it is). A
+    contract rejection (E100/E150 of a message that named the id) never replaces the
+    verdict on a stored report, which always wins."""
     if not outcomes:
         return
     await conn.execute(
         """
         INSERT INTO verdicts (report_id, status, contract_only, outcome)
-        SELECT * FROM unnest($1::text[], $2::text[], $3::boolean[], $4::jsonb[])
+        SELECT r, s, c, o::jsonb FROM unnest($1::text[], $2::text[], $3::boolean[], $4::text[])
+            AS t(r, s, c, o)
         ON CONFLICT (report_id) DO UPDATE
             SET status = excluded.status, contract_only = excluded.contract_only,
                 outcome = excluded.outcome, updated_at = now()
@@ -115,7 +127,7 @@ async def save_verdicts(conn: Connection, outcomes: Sequence[Outcome]) -> None:
         [o.report_id for o in outcomes],
         [o.status.value for o in outcomes],
         [is_contract_only(o) for o in outcomes],
-        [codec.loads(codec.dumps(o)) for o in outcomes],
+        [e.decode() for e in encoded],
     )
 
 

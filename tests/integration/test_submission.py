@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 import asyncpg
 
+from services.submission import store
 from services.submission.app import build_app
+from services.submission.ingest import Ingest
 from services.submission.settings import SubmissionSettings
 from shared import codec
 from shared.contracts import INBOUND, OUTCOMES, RECEIVED, Outcome, ReceivedReport, Status
+from shared.runtime import Runtime
+from shared.settings import REPO_ROOT
 from tests import factories
+from tests.fakes import records
 from tests.harness import TopicReader, eventually, produce, running, service_settings
+
+MIGRATIONS = REPO_ROOT / "services" / "submission" / "migrations"
 
 NOW = datetime.fromisoformat("2026-03-16T10:00:00+07:00")
 
@@ -137,3 +145,53 @@ async def test_http_refuses_bad_bodies_with_codes_and_field_paths(
     assert [(i["code"], i["field"]) for i in unknown_field.json()["issues"]] == [("E100", "extra")]
     assert huge.status_code == 413
     assert huge.json()["issues"][0]["code"] == "E150"
+
+
+async def test_a_duplicate_recorded_while_its_verdict_is_being_stored_is_still_answered(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    # The two subscribers race: the verdict's transaction has looked for pending duplicates
+    # (none yet) and not committed, when a copy of the report arrives and finds no verdict.
+    config = settings(namespace, kafka_bootstrap, postgres_dsn)
+    runtime = Runtime("submission", config, MIGRATIONS)
+    await runtime.start()
+    ingest = Ingest(runtime, config.submission.max_report_bytes)
+    report = factories.report()
+    raw = codec.dumps(report)
+    inbound = config.kafka.topic(INBOUND)
+    verdict = Outcome(
+        report_id=report.report_id,
+        regime=report.regime,
+        period=report.period,
+        unit=report.unit,
+        revision=1,
+        status=Status.ACCEPTED,
+    )
+    try:
+        await ingest.from_kafka(records(inbound, raw))
+        async with runtime.pool.acquire() as storing:
+            transaction = storing.transaction()
+            await transaction.start()
+            await store.save_verdicts(storing, [verdict], [codec.dumps(verdict)])
+            await store.lock_pending_duplicates(storing)
+            assert await store.take_pending_duplicates(storing, [report.report_id]) == []
+            copy = asyncio.create_task(ingest.from_kafka(records(inbound, raw, first_offset=1)))
+
+            async def waiting_for_the_verdict() -> bool:
+                blocked: int = await runtime.pool.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                )
+                return blocked > 0
+
+            await eventually(waiting_for_the_verdict, timeout=30)
+            await transaction.commit()
+        await asyncio.wait_for(copy, 30)
+        async with runtime.pool.acquire() as conn:
+            pending = await conn.fetchval("SELECT count(*) FROM pending_duplicates")
+            answers = await conn.fetch(
+                "SELECT payload FROM outbox WHERE topic = $1", config.kafka.topic(OUTCOMES)
+            )
+    finally:
+        await runtime.stop()
+    assert pending == 0
+    assert [codec.decode(Outcome, a["payload"]).status for a in answers] == [Status.DUPLICATE]
