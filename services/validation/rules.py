@@ -12,13 +12,14 @@ failed to resolve it has already said why. Adding a rule = one function, one ent
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Context as DecimalContext
 from decimal import Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
-from functools import cached_property
+from types import MappingProxyType
 from typing import Final
 
 from shared.catalog import Catalog, Indicator, IndicatorType, Regime, Rule, Unit
@@ -103,102 +104,138 @@ def _compile(rule: Rule) -> CompiledRule:
     return CompiledRule(rule, expression, reads)
 
 
+@dataclass(frozen=True, slots=True)
+class Form:
+    """A regime version's data form as the checks read it, built once: indicators by code,
+    the required ones in form order, the rules compiled."""
+
+    indicators: Mapping[str, Indicator]
+    required: tuple[Indicator, ...]
+    rules: tuple[CompiledRule, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Calendar:
+    """What a regime code and a period code resolve to, whoever reports."""
+
+    versions: tuple[Regime, ...]
+    period: Period | None
+    fitting: tuple[Regime, ...]  # the regime's versions whose frequency the period code has
+    regime: Regime | None
+    window: DateWindow | None
+    deadline: date | None
+    form: Form | None
+
+
 class RuleBook:
-    """Every regime version's rule expressions, compiled once at start."""
+    """Every regime version's data form and rule expressions, compiled once at start."""
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
         self.regime_list = ", ".join(catalog.regime_codes)
-        self._rules = {
-            (regime.code, regime.version): tuple(_compile(rule) for rule in regime.rules)
+        self._forms = {
+            (regime.code, regime.version): Form(
+                MappingProxyType({i.code: i for i in regime.indicators}),
+                tuple(i for i in regime.indicators if i.required),
+                tuple(_compile(rule) for rule in regime.rules),
+            )
             for regime in catalog.regimes
         }
 
+        # A (regime, period) code pair resolves the same way for every report that names
+        # it; the codes come from senders, so only so many are kept.
+        self.calendar = functools.lru_cache(maxsize=4096)(self._calendar)
+
+    def form(self, regime: Regime) -> Form:
+        return self._forms[(regime.code, regime.version)]
+
+    def _calendar(self, regime_code: str, period_code: str) -> Calendar:
+        versions = self.catalog.regime_versions(regime_code)
+        try:
+            period: Period | None = parse_period(period_code)
+        except PeriodCodeError:
+            period = None
+        fitting = tuple(v for v in versions if v.frequency is period.frequency) if period else ()
+        regime = None
+        if period is not None:
+            # periods.md: the version in force on the last day of the period's cut-off
+            # window, the window taken in that version's own convention.
+            for version in fitting:
+                if version.in_force_on(cutoff_window(period, version.period_convention).end):
+                    regime = version
+                    break
+        window = None
+        if period is not None and fitting:
+            window = cutoff_window(period, (regime or fitting[-1]).period_convention)
+        due = None
+        if regime is not None and period is not None:
+            due = deadline(period, regime.period_convention, regime.deadlines.unit_to_province)
+        form = self.form(regime) if regime is not None else None
+        return Calendar(versions, period, fitting, regime, window, due, form)
+
     def rules(self, regime: Regime) -> tuple[CompiledRule, ...]:
-        return self._rules[(regime.code, regime.version)]
+        return self.form(regime).rules
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Context:
-    """A report and the facts resolved from it, each at most once."""
+    """A report and the facts resolved from it, each once (`resolve`)."""
 
     report: Report
     received_at: datetime
     book: RuleBook
     facts: Facts
+    versions: tuple[Regime, ...]
+    period: Period | None
+    fitting: tuple[Regime, ...]  # the regime's versions whose frequency the period code has
+    regime: Regime | None
+    window: DateWindow | None
+    unit: Unit | None
+    deadline: date | None
+    received_on: date
+    form: Form | None
+    # Each value sent for a reported (not derived) indicator of the form, with why it is
+    # not of the indicator's type (None when it is).
+    typed: Mapping[str, tuple[Indicator, Issue | None]]
+    numbers: Mapping[str, Decimal]  # values that are valid numbers: what rules may read
 
     @property
     def catalog(self) -> Catalog:
         return self.book.catalog
 
-    @cached_property
-    def versions(self) -> tuple[Regime, ...]:
-        return self.catalog.regime_versions(self.report.regime)
 
-    @cached_property
-    def period(self) -> Period | None:
-        try:
-            return parse_period(self.report.period)
-        except PeriodCodeError:
-            return None
-
-    @cached_property
-    def fitting(self) -> tuple[Regime, ...]:
-        """The regime's versions whose frequency the period code has."""
-        if self.period is None:
-            return ()
-        return tuple(v for v in self.versions if v.frequency is self.period.frequency)
-
-    @cached_property
-    def regime(self) -> Regime | None:
-        """The version in force on the last day of the period's cut-off window (periods.md),
-        the window taken in that version's own convention."""
-        if self.period is None:
-            return None
-        for version in self.fitting:
-            if version.in_force_on(cutoff_window(self.period, version.period_convention).end):
-                return version
-        return None
-
-    @cached_property
-    def window(self) -> DateWindow | None:
-        if self.period is None or not self.fitting:
-            return None
-        convention = (self.regime or self.fitting[-1]).period_convention
-        return cutoff_window(self.period, convention)
-
-    @cached_property
-    def unit(self) -> Unit | None:
-        return self.catalog.unit(self.report.unit)
-
-    @cached_property
-    def deadline(self) -> date | None:
-        if self.regime is None or self.period is None:
-            return None
-        return deadline(
-            self.period, self.regime.period_convention, self.regime.deadlines.unit_to_province
-        )
-
-    @cached_property
-    def received_on(self) -> date:
-        return local_date(self.received_at)
-
-    @cached_property
-    def numbers(self) -> dict[str, Decimal]:
-        """Values that are valid numbers for their indicator: what rules may read."""
-        numbers: dict[str, Decimal] = {}
-        if self.regime is None:
-            return numbers
-        for code, value in self.report.values.items():
-            indicator = self.regime.indicator(code)
-            if (
-                isinstance(value, Decimal)
-                and indicator is not None
-                and not indicator.is_derived
-                and _type_issue(indicator, code, value) is None
-            ):
+def resolve(report: Report, received_at: datetime, book: RuleBook, facts: Facts) -> Context:
+    """Every fact the checks read, worked out once per report (the checks all run)."""
+    found = book.calendar(report.regime, report.period)
+    form = found.form
+    typed: dict[str, tuple[Indicator, Issue | None]] = {}
+    numbers: dict[str, Decimal] = {}
+    if form is not None:
+        for code, value in report.values.items():
+            indicator = form.indicators.get(code)
+            if indicator is None or indicator.derived is not None:
+                continue
+            problem = _type_issue(indicator, code, value)
+            typed[code] = (indicator, problem)
+            if problem is None and isinstance(value, Decimal):
                 numbers[code] = value
-        return numbers
+    return Context(
+        report=report,
+        received_at=received_at,
+        book=book,
+        facts=facts,
+        versions=found.versions,
+        period=found.period,
+        fitting=found.fitting,
+        regime=found.regime,
+        window=found.window,
+        unit=book.catalog.unit(report.unit),
+        deadline=found.deadline,
+        received_on=local_date(received_at),
+        form=form,
+        typed=typed,
+        numbers=numbers,
+    )
 
 
 Check = Callable[[Context], Iterator[Issue]]
@@ -308,10 +345,11 @@ def period_not_locked(ctx: Context) -> Iterator[Issue]:
 
 def indicators_known(ctx: Context) -> Iterator[Issue]:
     """Only the indicators of the regime version's data form may be sent."""
-    if ctx.regime is None:
+    if ctx.regime is None or ctx.form is None:
         return
+    indicators = ctx.form.indicators
     for code in ctx.report.values:
-        if ctx.regime.indicator(code) is None:
+        if code not in indicators:
             yield issue(
                 "E110",
                 field=f"values.{code}",
@@ -323,10 +361,10 @@ def indicators_known(ctx: Context) -> Iterator[Issue]:
 
 def required_present(ctx: Context) -> Iterator[Issue]:
     """Indicators marked `required` in the data form must be sent."""
-    if ctx.regime is None:
+    if ctx.form is None:
         return
-    for indicator in ctx.regime.indicators:
-        if indicator.required and indicator.code not in ctx.report.values:
+    for indicator in ctx.form.required:
+        if indicator.code not in ctx.report.values:
             yield issue(
                 "E111",
                 field=f"values.{indicator.code}",
@@ -339,24 +377,28 @@ def required_present(ctx: Context) -> Iterator[Issue]:
 def _type_issue(indicator: Indicator, code: str, value: Decimal | str) -> Issue | None:
     """Why `value` is not of the indicator's type, or None. Numbers are exact decimals that
     the system can sum without rounding; integers have no fraction; text is a string."""
-    field, shown = f"values.{code}", _shown(value)
     if indicator.type is IndicatorType.TEXT:
         if isinstance(value, str):
             return None
-        return issue("E112.number", field=field, indicator=code, value=shown)
+        return issue("E112.number", field=f"values.{code}", indicator=code, value=_shown(value))
     if isinstance(value, str):
         vi, en = TYPE_NAMES[indicator.type.value]
         return issue(
-            "E112.text", field=field, indicator=code, value=shown, expected_vi=vi, expected_en=en
+            "E112.text",
+            field=f"values.{code}",
+            indicator=code,
+            value=_shown(value),
+            expected_vi=vi,
+            expected_en=en,
         )
     if indicator.type is IndicatorType.INTEGER and value != value.to_integral_value():
-        return issue("E112.fraction", field=field, indicator=code, value=shown)
+        return issue("E112.fraction", field=f"values.{code}", indicator=code, value=_shown(value))
     if not _within_precision(value):
         return issue(
             "E112.precision",
-            field=field,
+            field=f"values.{code}",
             indicator=code,
-            value=shown,
+            value=_shown(value),
             integer_digits=MAX_INTEGER_DIGITS,
             decimal_places=MAX_DECIMAL_PLACES,
         )
@@ -371,36 +413,30 @@ def _within_precision(value: Decimal) -> bool:
         return True
     _, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)  # finite: the contract refuses NaN and Infinity
-    kept = "".join(map(str, digits)).rstrip("0")
-    last_place = exponent + len(digits) - len(kept)
     # adjusted(): the power of ten of the leading digit, 15 for a 16-digit integer part.
-    return value.adjusted() < MAX_INTEGER_DIGITS and last_place >= -MAX_DECIMAL_PLACES
+    if value.adjusted() >= MAX_INTEGER_DIGITS:
+        return False
+    if exponent >= -MAX_DECIMAL_PLACES:
+        return True  # the last digit written is within the places kept, zero or not
+    zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return exponent + zeros >= -MAX_DECIMAL_PLACES
 
 
 def types_match(ctx: Context) -> Iterator[Issue]:
     """catalog/README.md: integer, decimal and percent indicators take JSON numbers, text
     indicators strings."""
-    if ctx.regime is None:
-        return
-    for code, value in ctx.report.values.items():
-        indicator = ctx.regime.indicator(code)
-        if indicator is None or indicator.is_derived:
-            continue
-        found = _type_issue(indicator, code, value)
+    for _, found in ctx.typed.values():
         if found is not None:
             yield found
 
 
 def within_bounds(ctx: Context) -> Iterator[Issue]:
     """The data form's `min`, `max` (numbers) and `max_length` (text)."""
-    if ctx.regime is None:
-        return
-    for code, value in ctx.report.values.items():
-        indicator = ctx.regime.indicator(code)
-        if indicator is None or indicator.is_derived:
+    values = ctx.report.values
+    for code, (indicator, problem) in ctx.typed.items():
+        if problem is not None:
             continue
-        if _type_issue(indicator, code, value) is not None:
-            continue
+        value = values[code]
         field = f"values.{code}"
         if isinstance(value, str):
             if indicator.max_length is not None and len(value) > indicator.max_length:
@@ -421,10 +457,11 @@ def within_bounds(ctx: Context) -> Iterator[Issue]:
 def derived_not_sent(ctx: Context) -> Iterator[Issue]:
     """catalog/README.md: derived indicators are computed after roll-up at every level, so a
     value sent for one would be a figure nobody checks."""
-    if ctx.regime is None:
+    if ctx.form is None:
         return
+    indicators = ctx.form.indicators
     for code in ctx.report.values:
-        indicator = ctx.regime.indicator(code)
+        indicator = indicators.get(code)
         if indicator is not None and indicator.derived is not None:
             yield issue("E114", field=f"values.{code}", indicator=code, formula=indicator.derived)
 
@@ -436,10 +473,10 @@ def regime_rules(ctx: Context) -> Iterator[Issue]:
     """The regime's cross-field rules; `error` rejects, `warning` is listed and accepted.
     A rule whose indicators are missing (or invalid) is skipped: the required and type
     checks already say what is wrong with them (catalog/README.md)."""
-    if ctx.regime is None:
+    if ctx.form is None:
         return
     numbers = ctx.numbers
-    for compiled in ctx.book.rules(ctx.regime):
+    for compiled in ctx.form.rules:
         if not compiled.expression.names <= numbers.keys():
             continue
         try:
@@ -488,7 +525,7 @@ CHECKS: tuple[Check, ...] = (
 
 
 def validate(report: Report, received_at: datetime, book: RuleBook, facts: Facts) -> Verdict:
-    ctx = Context(report, received_at, book, facts)
+    ctx = resolve(report, received_at, book, facts)
     issues = tuple(found for check in CHECKS for found in check(ctx))
     rejected = any(i.severity is Severity.ERROR for i in issues)
     return Verdict(

@@ -63,18 +63,20 @@ async def lock_windows(
 async def save(
     conn: Connection,
     outcomes: Sequence[Outcome],
+    encoded: Sequence[bytes],
     decided_at: datetime,
     accepted: dict[NaturalKey, tuple[int, str]],
     exceptions: Sequence[LockException],
 ) -> None:
+    """`encoded`: each outcome's JSON as published, stored as it is (not encoded again)."""
     if outcomes:
         await conn.execute(
             """
             INSERT INTO verdicts
                 (report_id, regime, period, unit, revision, status, outcome, decided_at)
-            SELECT r, g, p, u, v, s, o, $8
+            SELECT r, g, p, u, v, s, o::jsonb, $8
             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[],
-                        $7::jsonb[]) AS t(r, g, p, u, v, s, o)
+                        $7::text[]) AS t(r, g, p, u, v, s, o)
             ON CONFLICT (report_id) DO NOTHING
             """,
             [o.report_id for o in outcomes],
@@ -83,7 +85,7 @@ async def save(
             [o.unit for o in outcomes],
             [o.revision for o in outcomes],
             [o.status.value for o in outcomes],
-            [o.model_dump(mode="json", by_alias=True) for o in outcomes],
+            [e.decode() for e in encoded],
             decided_at,
         )
     if accepted:

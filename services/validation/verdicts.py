@@ -10,6 +10,7 @@ already judged is a redelivery and is skipped.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -45,13 +46,14 @@ class _Batch:
     """What one batch decided, to be written in one transaction."""
 
     outcomes: list[Outcome] = field(default_factory=list)
+    encoded: list[bytes] = field(default_factory=list)  # each outcome as published
     accepted: dict[NaturalKey, tuple[int, str]] = field(default_factory=dict)
     exceptions: list[LockException] = field(default_factory=list)
     messages: list[OutboxMessage] = field(default_factory=list)
 
 
 def _parse(record: Record) -> ReceivedReport | LockException:
-    document = codec.loads(record.value or b"")
+    document = codec.loads_internal(record.value or b"")
     if isinstance(document, dict) and document.get("schema") == "baocao.lock_exception.v1":
         return LockException.model_validate(document)
     return ReceivedReport.model_validate(document)
@@ -89,7 +91,12 @@ class VerdictStage:
                     seen.add(item.report.report_id)
                     self._judge(item, latest, windows, batch)
             await store.save(
-                conn, batch.outcomes, self._rt.clock.now(), batch.accepted, batch.exceptions
+                conn,
+                batch.outcomes,
+                batch.encoded,
+                self._rt.clock.now(),
+                batch.accepted,
+                batch.exceptions,
             )
             await outbox.write(conn, batch.messages)
         self._rt.relay.notify()
@@ -106,16 +113,19 @@ class VerdictStage:
         facts = Facts(latest.get(key), tuple(windows.get(key, ())))
         verdict = validate(report, received.received_at, self._book, facts)
         outcome = _outcome(received, verdict)
+        encoded = codec.dumps(outcome)
         batch.outcomes.append(outcome)
+        batch.encoded.append(encoded)
         batch.messages.append(
-            OutboxMessage(self._rt.topic(OUTCOMES), report.unit.encode(), codec.dumps(outcome))
+            OutboxMessage(self._rt.topic(OUTCOMES), report.unit.encode(), encoded)
         )
         if verdict.status is Status.ACCEPTED:
             assert verdict.regime is not None
             assert verdict.timeliness is not None
             latest[key] = report.revision
             batch.accepted[key] = (report.revision, report.report_id)
-            accepted = AcceptedReport(
+            # Built from the validated report and verdict: nothing to validate again.
+            accepted = AcceptedReport.model_construct(
                 report_id=report.report_id,
                 regime=report.regime,
                 regime_version=verdict.regime.version,
@@ -144,16 +154,24 @@ class VerdictStage:
             )
 
     def _count(self, batch: _Batch) -> None:
-        metrics = self._rt.metrics
+        """Counted per batch: one increment per label set, not one per report."""
+        verdicts: Counter[tuple[str, str]] = Counter()
+        issues: Counter[tuple[str, str, str]] = Counter()
+        late: Counter[str] = Counter()
         for outcome in batch.outcomes:
             regime = outcome.regime if outcome.regime in self._regimes else "unknown"
-            metrics.verdicts.labels(regime=regime, status=outcome.status.value).inc()
+            verdicts[(regime, outcome.status.value)] += 1
             for found in outcome.issues:
-                metrics.rejection_issues.labels(
-                    regime=regime, code=found.code, severity=found.severity.value
-                ).inc()
+                issues[(regime, found.code, found.severity.value)] += 1
             if outcome.status is Status.ACCEPTED and outcome.timeliness is Timeliness.LATE:
-                metrics.late_reports.labels(regime=regime).inc()
+                late[regime] += 1
+        metrics = self._rt.metrics
+        for (regime, status), n in verdicts.items():
+            metrics.verdicts.labels(regime=regime, status=status).inc(n)
+        for (regime, code, severity), n in issues.items():
+            metrics.rejection_issues.labels(regime=regime, code=code, severity=severity).inc(n)
+        for regime, n in late.items():
+            metrics.late_reports.labels(regime=regime).inc(n)
 
 
 def _key(item: ReceivedReport | LockException) -> NaturalKey:
@@ -164,7 +182,8 @@ def _key(item: ReceivedReport | LockException) -> NaturalKey:
 
 def _outcome(received: ReceivedReport, verdict: Verdict) -> Outcome:
     report = received.report
-    return Outcome(
+    # Built from the validated report and verdict: nothing to validate again.
+    return Outcome.model_construct(
         report_id=report.report_id,
         regime=report.regime,
         period=report.period,
