@@ -66,6 +66,8 @@ async def recompute(
                 fresh = []  # nothing counted, nothing published: nothing to compare
             if publish and fresh:
                 await store.save_snapshots(conn, fresh)
+                # A running service holding this regime-period in memory reads it again.
+                await store.advance_generations(conn, [(regime, period)])
                 topic = settings.kafka.topic(AGGREGATES)
                 await outbox.write(
                     conn,

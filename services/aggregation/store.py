@@ -38,6 +38,42 @@ async def lock(conn: Connection, keys: Iterable[RegimePeriod]) -> None:
     )
 
 
+async def generations(conn: Connection, keys: Iterable[RegimePeriod]) -> dict[RegimePeriod, int]:
+    """The generation of each regime-period (absent: never written)."""
+    regimes, periods = _pairs(keys)
+    if not regimes:
+        return {}
+    rows = await conn.fetch(
+        """
+        SELECT g.regime, g.period, g.generation FROM generations g
+        JOIN unnest($1::text[], $2::text[]) AS k(regime, period) USING (regime, period)
+        """,
+        regimes,
+        periods,
+    )
+    return {(r["regime"], r["period"]): r["generation"] for r in rows}
+
+
+async def advance_generations(
+    conn: Connection, keys: Iterable[RegimePeriod]
+) -> dict[RegimePeriod, int]:
+    """Raise the generation of each regime-period written in this transaction."""
+    regimes, periods = _pairs(keys)
+    if not regimes:
+        return {}
+    rows = await conn.fetch(
+        """
+        INSERT INTO generations (regime, period, generation)
+        SELECT regime, period, 1 FROM unnest($1::text[], $2::text[]) AS k(regime, period)
+        ON CONFLICT (regime, period) DO UPDATE SET generation = generations.generation + 1
+        RETURNING regime, period, generation
+        """,
+        regimes,
+        periods,
+    )
+    return {(r["regime"], r["period"]): r["generation"] for r in rows}
+
+
 async def mark_applied(conn: Connection, reports: Sequence[AcceptedReport]) -> set[str]:
     """Record the reports as applied; returns the ids not applied before."""
     if not reports:

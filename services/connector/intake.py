@@ -62,7 +62,7 @@ class SnapshotIntake:
         dead: list[outbox.OutboxMessage] = []
         for record in records:
             try:
-                snapshot = codec.decode(AggregateSnapshot, record.value or b"")
+                snapshot = codec.decode_internal(AggregateSnapshot, record.value or b"")
             except (ValueError, ValidationError) as error:
                 dlq = self._rt.settings.kafka.dlq(AGGREGATES)
                 dead.append(outbox.dead_letter(record, dlq, "deliver", str(error)))

@@ -44,6 +44,7 @@ from shared.runtime import Runtime
 from shared.settings import REPO_ROOT
 from shared.topics import ensure_topics
 from tests import factories
+from tests.fakes import records
 from tests.harness import TopicReader, eventually, produce, running, service_settings
 
 NOW = datetime.fromisoformat("2026-03-16T10:00:00+07:00")
@@ -348,7 +349,7 @@ async def test_two_transactions_on_one_regime_period_number_their_versions_one_a
 
         async def roll_up(report: AcceptedReport) -> list[AggregateSnapshot]:
             async with pool.acquire() as conn, conn.transaction():
-                _, emitted = await stage.roll_up(conn, [report], NOW)
+                emitted = (await stage.roll_up(conn, [report], NOW)).emitted
                 await asyncio.sleep(0.5)  # still uncommitted while the other one runs
                 return emitted
 
@@ -364,3 +365,44 @@ async def test_two_transactions_on_one_regime_period_number_their_versions_one_a
     assert last.completeness.reported == 2
     assert stored == {"TB": 2}
     assert await recompute(config, "KSTT-TTHC", "2026-Q1") == 0
+
+
+async def test_a_regime_period_another_writer_moved_is_read_again_not_taken_from_memory(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    # As when a rebalance hands the partition to another instance and back: the first
+    # instance holds the regime-period in memory, the other one counts a report meanwhile.
+    config = settings(namespace, kafka_bootstrap, postgres_dsn)
+    first = Runtime("aggregation", config, MIGRATIONS)
+    second = Runtime("aggregation", config, MIGRATIONS)
+    await first.start()
+    await second.start()
+    try:
+        mine, other = RollupStage(first), RollupStage(second)
+        online = {"TB.DH.N01": 100, "TB.HH.N01": 50}
+
+        def report(unit: str, revision: int = 1) -> tuple[Any, ...]:
+            values = dict(factories.KSTT_VALUES, RECEIVED_ONLINE=Decimal(online[unit]))
+            sent = factories.accepted(unit=unit, revision=revision, values=values)
+            return records(config.kafka.topic(ACCEPTED), codec.dumps(sent))
+
+        await mine.apply(report("TB.DH.N01"))
+        await other.apply(report("TB.HH.N01"))
+        online["TB.DH.N01"] = 70
+        await mine.apply(report("TB.DH.N01", revision=2))
+    finally:
+        await first.stop()
+        await second.stop()
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        row = await conn.fetchrow(
+            f'SELECT version, values, completeness FROM "{namespace}aggregation".snapshots'
+            " WHERE unit = 'TB'"
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    assert row["version"] == 3
+    assert codec.loads(row["completeness"])["reported"] == 2
+    assert Decimal(codec.loads(row["values"])["RECEIVED_ONLINE"]) == 120
+    assert await recompute(config, "KSTT-TTHC", "2026-Q1", out=io.StringIO()) == 0
