@@ -1,0 +1,1 @@
+"""Benchmarks of the pipeline against the real local Kafka and PostgreSQL (`scripts/bench`)."""

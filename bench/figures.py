@@ -1,0 +1,165 @@
+"""The figures of a run: percentiles, rates, the targets, and the table printed at the end.
+
+Pure: numbers in, numbers and text out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+MB = 1024 * 1024
+
+# The goals the pipeline is held to on a 2-core machine with Kafka and PostgreSQL on it.
+TARGET_THROUGHPUT = 3000.0  # reports/s end to end, sustained
+TARGET_RATIO = 0.20  # of the raw relay's figure in the same run
+TARGET_P99_S = 1.0  # receipt to province snapshot, at 1,000 reports/s offered
+TARGET_RSS_MB = 250.0  # peak resident memory of each service under that load
+TARGET_REPLAY = 5000.0  # reports/s replayed from the start of the topics
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The nearest-rank percentile (q in 0..100): a value that was observed."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def distribution(values: Sequence[float]) -> dict[str, float | int | None]:
+    return {
+        "count": len(values),
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "p99": percentile(values, 99),
+        "max": max(values) if values else None,
+    }
+
+
+def rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else 0.0
+
+
+def middle_rate(done: Sequence[float], share: float = 0.8) -> float:
+    """Completions per second between the (1-share)/2 and (1+share)/2 quantiles of the
+    completion times: the sustained rate, without the start and the tail."""
+    if len(done) < 10:
+        return 0.0
+    ordered = sorted(done)
+    low = ordered[int(len(ordered) * (1 - share) / 2)]
+    high = ordered[int(len(ordered) * (1 + share) / 2) - 1]
+    return rate(int(len(ordered) * share), high - low)
+
+
+def targets(result: Mapping[str, Any]) -> dict[str, bool | None]:
+    latency = result.get("latency_run") or {}
+    throughput = result.get("throughput_run") or {}
+    replay = result.get("replay") or {}
+    p99 = (latency.get("receipt_to_snapshot_s") or {}).get("p99")
+    rss = [u["peak_rss_mb"] for u in (latency.get("services") or {}).values() if u["peak_rss_mb"]]
+    return {
+        "throughput_at_least_3000_per_s": (
+            throughput["throughput_per_s"] >= TARGET_THROUGHPUT if throughput else None
+        ),
+        "at_least_20_percent_of_relay": (
+            result["ratio_to_relay"] >= TARGET_RATIO
+            if result.get("ratio_to_relay") is not None
+            else None
+        ),
+        "p99_receipt_to_snapshot_at_most_1_s": p99 <= TARGET_P99_S if p99 is not None else None,
+        "peak_rss_at_most_250_mb": max(rss) <= TARGET_RSS_MB if rss else None,
+        "replay_identical_and_at_least_5000_per_s": (
+            replay["identical"] and replay["throughput_per_s"] >= TARGET_REPLAY if replay else None
+        ),
+    }
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.0f} ms"
+
+
+def _latency_line(label: str, found: Mapping[str, Any] | None) -> str:
+    if not found or not found.get("count"):
+        return f"  {label:<28} (none observed)"
+    return (
+        f"  {label:<28} p50 {_ms(found['p50']):>8}  p95 {_ms(found['p95']):>8}  "
+        f"p99 {_ms(found['p99']):>8}  max {_ms(found['max']):>8}  ({found['count']} reports)"
+    )
+
+
+def _services(services: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    lines = [f"  {'process':<18} {'CPU (cores)':>11} {'peak RSS':>10}"]
+    for name, usage in services.items():
+        rss = f"{usage['peak_rss_mb']:>7.0f} MB" if usage["peak_rss_mb"] else f"{'-':>10}"
+        lines.append(f"  {name:<18} {usage['cpu_share']:>11.2f} {rss}")
+    return lines
+
+
+def table(result: Mapping[str, Any]) -> str:
+    """The run's figures as text, one section per measurement."""
+    workload = result["workload"]
+    fewest, most = workload["values_per_report"]
+    lines = [
+        f"baocao bench ({result['mode']}), {result['started_at']}, "
+        f"{result['host']['cores']} cores, load average {result['host']['load_before']} "
+        f"before, {result['host']['load_after']} after",
+        f"workload: {workload['reports']} reports over {workload['slots']} open "
+        f"(regime, period, unit) slots, {fewest}-{most} values each, kinds {workload['kinds']}",
+    ]
+    latency = result.get("latency_run")
+    if latency:
+        lines += [
+            "",
+            f"at {latency['offered_per_s']:.0f} reports/s offered for "
+            f"{latency['duration_s']:.0f} s ({latency['reports']} reports):",
+            _latency_line("receipt -> province snapshot", latency["receipt_to_snapshot_s"]),
+            _latency_line("receipt -> hub acknowledgement", latency["receipt_to_hub_s"]),
+            *_services(latency["services"]),
+        ]
+    throughput = result.get("throughput_run")
+    if throughput:
+        lines += [
+            "",
+            f"flat out ({throughput['reports']} reports sent in {throughput['send_s']:.1f} s):",
+            f"  end to end                   {throughput['throughput_per_s']:>8.0f} reports/s "
+            f"(all done in {throughput['elapsed_s']:.1f} s; middle 80%: "
+            f"{throughput['sustained_per_s']:.0f}/s)",
+            _latency_line("receipt -> province snapshot", throughput["receipt_to_snapshot_s"]),
+            *_services(throughput["services"]),
+        ]
+    relay = result.get("relay")
+    if relay:
+        lines += [
+            "",
+            f"raw aiokafka relay, {relay['hops']} hops, same payloads: "
+            f"{relay['throughput_per_s']:.0f} reports/s ({relay['elapsed_s']:.1f} s)",
+        ]
+        if result.get("ratio_to_relay") is not None:
+            lines.append(f"  pipeline / relay             {result['ratio_to_relay']:.1%}")
+    replay = result.get("replay")
+    if replay:
+        lines += [
+            "",
+            f"replay of {replay['reports']} reports from the start of the topics "
+            f"(new consumer groups, same database): {replay['throughput_per_s']:.0f} reports/s "
+            f"({replay['elapsed_s']:.1f} s); snapshots identical: {replay['identical']}, "
+            f"messages published: {replay['messages_published']}",
+        ]
+    checks = result.get("checks") or {}
+    lines += [
+        "",
+        "checks: "
+        + ", ".join(
+            f"{name} {value}" for name, value in checks.items() if not isinstance(value, list)
+        ),
+    ]
+    for name, value in checks.items():
+        if isinstance(value, list) and value:
+            lines.append(f"  {name}: {value[:10]}")
+    lines += ["", "targets:"]
+    for name, met in (result.get("targets") or {}).items():
+        mark = "n/a" if met is None else ("met" if met else "NOT MET")
+        lines.append(f"  {name:<44} {mark}")
+    return "\n".join(lines)

@@ -1,0 +1,198 @@
+"""The bench's own arithmetic: which snapshot counts a report, percentiles, rates.
+
+Proves: every accepted report is counted from the first province snapshot whose figures
+are the fold of the accepted sequence up to it, even when one aggregation batch ends in
+the middle of a submission batch (equal `received_at`); a report reaches the hub with the
+first acknowledgement of a version at least as new; a snapshot that no prefix explains (a
+report counted twice) and a final snapshot that is not the fold of every accepted report
+are both reported; percentiles are nearest-rank values that were observed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import pytest
+
+from bench import figures
+from bench.timeline import Timeline, build
+from services.aggregation.folds import Figures, Version, fold, frame_for, versions
+from shared import codec
+from shared.catalog import load_catalog
+from shared.contracts import (
+    NEWEST_RECEIPT_HEADER,
+    AcceptedReport,
+    DeliveryOutcome,
+    HubSyncResult,
+    Outcome,
+    Status,
+    scope_key,
+)
+from shared.settings import REPO_ROOT
+from tests import factories
+
+pytestmark = pytest.mark.unit
+
+CATALOG = load_catalog(REPO_ROOT / "catalog")
+T0 = factories.NOW
+T1 = T0 + timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class Published:
+    """The fields of a consumer record the timeline reads."""
+
+    value: bytes
+    timestamp: int  # epoch milliseconds
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+def at(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def kstt(unit: str, revision: int, online: int, received: datetime) -> AcceptedReport:
+    values = dict(factories.KSTT_VALUES, RECEIVED_ONLINE=online)
+    return factories.accepted(
+        report_id=f"{unit}-r{revision}",
+        unit=unit,
+        revision=revision,
+        values=values,
+        received_at=received,
+    )
+
+
+def province_versions(
+    prefixes: list[list[AcceptedReport]], published: list[datetime]
+) -> list[Published]:
+    """The province snapshot of each prefix, numbered in turn, as aggregation publishes it."""
+    frame = frame_for(CATALOG, "KSTT-TTHC", "2026-Q1")
+    assert frame is not None
+    records: list[Published] = []
+    latest: dict[str, Version] = {}
+    for prefix, moment in zip(prefixes, published, strict=True):
+        (snapshot,) = versions(frame, "2026-Q1", fold(prefix), latest, moment, scopes=["TB"])
+        latest["TB"] = Version(
+            snapshot.version,
+            Figures(snapshot.regime_version, snapshot.values, snapshot.completeness),
+        )
+        newest = max(r.received_at for r in prefix).isoformat().encode()
+        records.append(
+            Published(
+                codec.dumps(snapshot),
+                at(moment),
+                scope_key("KSTT-TTHC", "2026-Q1", "TB"),
+                ((NEWEST_RECEIPT_HEADER, newest),),
+            )
+        )
+    return records
+
+
+def verdicts(reports: list[AcceptedReport], moment: datetime) -> list[Published]:
+    return [
+        Published(
+            codec.dumps(
+                Outcome(
+                    report_id=r.report_id,
+                    regime=r.regime,
+                    period=r.period,
+                    unit=r.unit,
+                    revision=r.revision,
+                    status=Status.ACCEPTED,
+                    received_at=r.received_at,
+                )
+            ),
+            at(moment),
+        )
+        for r in reports
+    ]
+
+
+def acknowledged(version: int, moment: datetime) -> Published:
+    result = HubSyncResult(
+        regime="KSTT-TTHC",
+        period="2026-Q1",
+        unit="TB",
+        version=version,
+        outcome=DeliveryOutcome.STORED,
+        attempt=1,
+        attempted_at=moment,
+    )
+    return Published(codec.dumps(result), at(moment))
+
+
+def timeline(
+    accepted: list[AcceptedReport], snapshots: list[Published], acks: list[Published]
+) -> Timeline:
+    return build(
+        CATALOG,
+        lambda moment: moment.timestamp(),
+        verdicts(accepted, T0),
+        [Published(codec.dumps(r), at(T0)) for r in accepted],
+        snapshots,
+        acks,
+    )
+
+
+def test_each_report_counts_from_the_first_snapshot_that_folds_it() -> None:
+    # One submission batch (received at T0) split over two aggregation batches, then a
+    # correction received at T1.
+    a = kstt("TB.DH.N01", 1, 120, T0)
+    b = kstt("TB.HH.N01", 1, 80, T0)
+    c = kstt("TB.DH.N01", 2, 90, T1)
+    published = [T0 + timedelta(seconds=2), T0 + timedelta(seconds=3), T1 + timedelta(seconds=5)]
+    snapshots = province_versions([[a], [a, b], [a, b, c]], published)
+    acks = [acknowledged(3, T1 + timedelta(seconds=9)), acknowledged(1, T0 + timedelta(seconds=4))]
+
+    found = timeline([a, b, c], snapshots, acks)
+
+    assert found.unmatched_snapshots == []
+    assert found.inexact == []
+    assert found.never_counted == 0
+    times = {i: (t.snapshot, t.counted_by, t.hub) for i, t in found.reports.items()}
+    assert times == {
+        a.report_id: (published[0].timestamp(), 1, (T0 + timedelta(seconds=4)).timestamp()),
+        b.report_id: (published[1].timestamp(), 2, (T1 + timedelta(seconds=9)).timestamp()),
+        c.report_id: (published[2].timestamp(), 3, (T1 + timedelta(seconds=9)).timestamp()),
+    }
+    assert found.done(c.report_id) == published[2].timestamp()
+
+
+def test_a_report_counted_twice_and_a_final_snapshot_short_of_the_fold_are_reported() -> None:
+    a = kstt("TB.DH.N01", 1, 120, T0)
+    b = kstt("TB.HH.N01", 1, 80, T0)
+    twice = a.model_copy(update={"report_id": "again", "unit": "TB.KX.N01"})
+    snapshots = province_versions([[a, twice]], [T1])
+
+    found = timeline([a, b], snapshots, [])
+
+    assert found.unmatched_snapshots == ["KSTT-TTHC 2026-Q1 v1"]
+    assert found.inexact == ["KSTT-TTHC 2026-Q1 v1"]
+    assert found.never_counted == 2
+    assert {t.snapshot for t in found.reports.values()} == {None}
+
+
+@pytest.mark.parametrize(
+    ("values", "q", "expected"),
+    [
+        ([], 99, None),
+        ([5.0], 50, 5.0),
+        ([3.0, 1.0, 2.0, 4.0], 50, 2.0),
+        ([float(i) for i in range(1, 101)], 99, 99.0),
+        ([float(i) for i in range(1, 101)], 100, 100.0),
+        ([float(i) for i in range(1, 1001)], 95, 950.0),
+    ],
+)
+def test_percentiles_are_nearest_rank_values_that_were_observed(
+    values: list[float], q: float, expected: float | None
+) -> None:
+    assert figures.percentile(values, q) == expected
+
+
+def test_the_sustained_rate_leaves_out_the_start_and_the_tail() -> None:
+    # 1000 completions one millisecond apart, then a straggler 10 s later.
+    done = [i / 1000 for i in range(1000)] + [20.0]
+    assert figures.rate(len(done), max(done) - min(done)) == pytest.approx(1001 / 20)
+    assert figures.middle_rate(done) == pytest.approx(800 / 0.799, rel=0.01)
