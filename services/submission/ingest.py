@@ -66,19 +66,24 @@ class Ingest:
         received_at = self._rt.clock.now()
         reports: list[StoredReport] = []
         messages: list[OutboxMessage] = []
-        for record in records:
-            raw = record.value or b""
-            result = read_report(raw, self._max_bytes)
-            if isinstance(result, Unreadable):
-                messages += self._refusal(result, Channel.KAFKA, record)
-                continue
-            source = (record.topic, record.partition, record.offset)
-            reports.append(StoredReport(result, raw, Channel.KAFKA, received_at, source))
         async with self._rt.pool.acquire() as conn, conn.transaction():
+            # Records read again (a crash before the offset commit, a replay) whose report
+            # is stored already have no effect at all: not even parsed.
+            again = await store.stored_from(conn, [_source(r) for r in records])
+            for record in records:
+                source = _source(record)
+                if source in again:
+                    continue
+                raw = record.value or b""
+                result = read_report(raw, self._max_bytes)
+                if isinstance(result, Unreadable):
+                    messages += self._refusal(result, Channel.KAFKA, record)
+                    continue
+                reports.append(StoredReport(result, raw, Channel.KAFKA, received_at, source))
             stored, answers = await self._store(conn, reports)
             await outbox.write(conn, messages + answers)
         self._rt.relay.notify()
-        self._count(stored, len(records) - len(reports))
+        self._count(stored, len(records) - len(again) - len(reports))
 
     async def from_http(self, raw: bytes) -> Ingested | Unreadable:
         result = read_report(raw, self._max_bytes)
@@ -227,3 +232,7 @@ class Ingest:
 def _final(verdict: Outcome | None) -> bool:
     """A verdict a duplicate can be answered with (not a contract refusal of another copy)."""
     return verdict is not None and not store.is_contract_only(verdict)
+
+
+def _source(record: Record) -> tuple[str, int, int]:
+    return (record.topic, record.partition, record.offset)

@@ -56,6 +56,26 @@ async def insert_reports(conn: Connection, reports: Sequence[StoredReport]) -> s
     return {r["report_id"] for r in rows}
 
 
+async def stored_from(
+    conn: Connection, sources: Sequence[tuple[str, int, int]]
+) -> set[tuple[str, int, int]]:
+    """Which of these Kafka records (topic, partition, offset) a stored report came from."""
+    if not sources:
+        return set()
+    rows = await conn.fetch(
+        """
+        SELECT r.source_topic, r.source_partition, r.source_offset FROM reports r
+        JOIN unnest($1::text[], $2::int[], $3::bigint[]) AS s(topic, part, off)
+          ON r.source_topic = s.topic AND r.source_partition = s.part
+         AND r.source_offset = s.off
+        """,
+        [s[0] for s in sources],
+        [s[1] for s in sources],
+        [s[2] for s in sources],
+    )
+    return {(r["source_topic"], r["source_partition"], r["source_offset"]) for r in rows}
+
+
 async def sources_of(conn: Connection, report_ids: Iterable[str]) -> dict[str, tuple[Any, ...]]:
     rows = await conn.fetch(
         "SELECT report_id, source_topic, source_partition, source_offset FROM reports "
@@ -122,7 +142,9 @@ async def save_verdicts(
         ON CONFLICT (report_id) DO UPDATE
             SET status = excluded.status, contract_only = excluded.contract_only,
                 outcome = excluded.outcome, updated_at = now()
-            WHERE verdicts.contract_only OR NOT excluded.contract_only
+            WHERE (verdicts.contract_only OR NOT excluded.contract_only)
+              -- A verdict read again (a replay) is not written again.
+              AND verdicts.outcome IS DISTINCT FROM excluded.outcome
         """,
         [o.report_id for o in outcomes],
         [o.status.value for o in outcomes],

@@ -195,3 +195,35 @@ async def test_a_duplicate_recorded_while_its_verdict_is_being_stored_is_still_a
         await runtime.stop()
     assert pending == 0
     assert [codec.decode(Outcome, a["payload"]).status for a in answers] == [Status.DUPLICATE]
+
+
+async def test_a_batch_read_again_stores_and_forwards_nothing_more(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    # As after a crash before the offset commit, or a replay under new consumer groups: the
+    # same records again, reports and a copy of one of them alike.
+    config = settings(namespace, kafka_bootstrap, postgres_dsn)
+    runtime = Runtime("submission", config, MIGRATIONS)
+    await runtime.start()
+    ingest = Ingest(runtime, config.submission.max_report_bytes)
+    first, second = factories.report(), factories.report(unit="TB.HH.N01")
+    batch = records(
+        config.kafka.topic(INBOUND), codec.dumps(first), codec.dumps(second), codec.dumps(first)
+    )
+    try:
+        await ingest.from_kafka(batch)
+        async with runtime.pool.acquire() as conn:
+            before = await conn.fetch("SELECT topic, payload FROM outbox ORDER BY id")
+        await ingest.from_kafka(batch)
+        async with runtime.pool.acquire() as conn:
+            after = await conn.fetch("SELECT topic, payload FROM outbox ORDER BY id")
+            stored = await conn.fetchval("SELECT count(*) FROM reports")
+            pending = await conn.fetchval("SELECT count(*) FROM pending_duplicates")
+    finally:
+        await runtime.stop()
+    assert [r["topic"] for r in before] == [config.kafka.topic(RECEIVED)] * 2
+    assert after == before
+    assert stored == 2
+    # A copy is not stored, so read again it waits for its original's verdict again: a
+    # copy is answered at least once, with the same verdict.
+    assert pending == 2
