@@ -97,6 +97,16 @@ def _services(services: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def _batches(batches: Mapping[str, Mapping[str, Any]] | None) -> list[str]:
+    if not batches:
+        return []
+    parts = [
+        f"{stage} {b['batches']} x {b['mean_records']:.0f} in {b['mean_ms']:.0f} ms"
+        for stage, b in batches.items()
+    ]
+    return ["  batches: " + "; ".join(parts)]
+
+
 def table(result: Mapping[str, Any]) -> str:
     """The run's figures as text, one section per measurement."""
     workload = result["workload"]
@@ -117,6 +127,7 @@ def table(result: Mapping[str, Any]) -> str:
             _latency_line("receipt -> province snapshot", latency["receipt_to_snapshot_s"]),
             _latency_line("receipt -> hub acknowledgement", latency["receipt_to_hub_s"]),
             *_services(latency["services"]),
+            *_batches(latency.get("batches")),
         ]
     throughput = result.get("throughput_run")
     if throughput:
@@ -128,6 +139,7 @@ def table(result: Mapping[str, Any]) -> str:
             f"{throughput['sustained_per_s']:.0f}/s)",
             _latency_line("receipt -> province snapshot", throughput["receipt_to_snapshot_s"]),
             *_services(throughput["services"]),
+            *_batches(throughput.get("batches")),
         ]
     relay = result.get("relay")
     if relay:

@@ -15,6 +15,8 @@ import time
 from typing import Any
 
 import asyncpg
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.processes import Deployment
 from bench.topics import LagWatch
@@ -117,3 +119,43 @@ async def first_progress(deploy: Deployment, timeout_s: float = 300.0) -> float:
             last_idle = polled
             await asyncio.sleep(POLL_S / 2)
     raise TimeoutError(f"no group of {deploy.namespace} made progress within {timeout_s} s")
+
+
+STAGE_SAMPLES = (
+    "baocao_stage_messages_received_total",
+    "baocao_stage_batch_duration_seconds_count",
+    "baocao_stage_batch_duration_seconds_sum",
+)
+
+
+async def stage_counters(deploy: Deployment) -> dict[str, dict[str, float]]:
+    """Per stage: records taken in, batches, and seconds spent on batches, so far."""
+    found: dict[str, dict[str, float]] = {}
+    async with httpx.AsyncClient(timeout=10) as http:
+        for service in OUTBOXES:
+            text = (await http.get(f"{deploy.url(service)}/metrics")).text
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name in STAGE_SAMPLES:
+                        stage = found.setdefault(sample.labels["stage"], {})
+                        stage[sample.name] = sample.value
+    return found
+
+
+def batches(
+    before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]
+) -> dict[str, Any]:
+    """Batches per stage between two readings, their mean size and mean duration."""
+    records, count, seconds = STAGE_SAMPLES
+    summary: dict[str, Any] = {}
+    for stage, now in after.items():
+        then = before.get(stage, {})
+        n = now.get(count, 0.0) - then.get(count, 0.0)
+        taken = now.get(records, 0.0) - then.get(records, 0.0)
+        spent = now.get(seconds, 0.0) - then.get(seconds, 0.0)
+        summary[stage] = {
+            "batches": int(n),
+            "mean_records": round(taken / n, 1) if n else 0,
+            "mean_ms": round(spent / n * 1000, 1) if n else 0,
+        }
+    return summary

@@ -35,7 +35,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench import figures, profiling
 from bench.figures import MB
-from bench.probes import first_progress, stored, wait_done
+from bench.probes import batches, first_progress, stage_counters, stored, wait_done
 from bench.processes import Deployment, Meter, Usage, listening
 from bench.timeline import Timeline, build
 from bench.topics import read_all, send, total_end
@@ -78,6 +78,7 @@ class Phase:
     first_send: float = 0.0
     last_send: float = 0.0
     usage: dict[str, Usage] = field(default_factory=dict)
+    batches: dict[str, Any] = field(default_factory=dict)
 
 
 def _usage(usage: dict[str, Usage]) -> dict[str, dict[str, float]]:
@@ -106,10 +107,12 @@ def servers(plan: Plan) -> dict[str, int]:
 
 async def _timed(deploy: Deployment, phase: Phase, rate: float | None, plan: Plan) -> None:
     meter = Meter(deploy.pids(), servers(plan))
+    counters = await stage_counters(deploy)
     sending = await send(deploy.bootstrap, deploy.topic(INBOUND.name), phase.payloads, rate)
     phase.first_send, phase.last_send = sending.first, sending.last
     await wait_done(deploy)
     phase.usage = meter.read()
+    phase.batches = batches(counters, await stage_counters(deploy))
 
 
 def _latencies(timeline: Timeline, payloads: Sequence[Payload]) -> dict[str, Any]:
@@ -373,6 +376,7 @@ async def run(plan: Plan, say: Any = print) -> dict[str, Any]:
         "reports": len(steady.payloads),
         **_latencies(timeline, steady.payloads),
         "services": _usage(steady.usage),
+        "batches": steady.batches,
     }
     done = _done_times(timeline, burst)
     elapsed = max(done) - burst.first_send if done else 0.0
@@ -384,6 +388,7 @@ async def run(plan: Plan, say: Any = print) -> dict[str, Any]:
         "sustained_per_s": round(figures.middle_rate(done), 1),
         **_latencies(timeline, burst.payloads),
         "services": _usage(burst.usage),
+        "batches": burst.batches,
     }
     relay_rate = result["relay"]["throughput_per_s"]
     result["ratio_to_relay"] = (
