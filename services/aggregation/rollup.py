@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 
+import msgspec
 from pydantic import ValidationError
 
 from shared import codec, outbox
@@ -75,6 +76,22 @@ class Rolled:
     held: dict[RegimePeriod, Held] = field(default_factory=dict)
 
 
+class _Named(msgspec.Struct):
+    report_id: str
+
+
+_names = msgspec.json.Decoder(_Named)
+
+
+def _report_id(record: Record) -> str | None:
+    """The report id an accepted message names, read without decoding the rest; None when
+    it cannot be read (decoding it in full says why)."""
+    try:
+        return _names.decode(record.value or b"").report_id
+    except (msgspec.DecodeError, RecursionError):
+        return None
+
+
 class RollupStage:
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
@@ -90,15 +107,19 @@ class RollupStage:
     async def apply(self, records: Sequence[Record]) -> None:
         reports: list[AcceptedReport] = []
         messages: list[OutboxMessage] = []
-        for record in records:
-            try:
-                reports.append(codec.decode_internal(AcceptedReport, record.value or b""))
-            except (ValueError, ValidationError) as error:
-                dlq = self._rt.settings.kafka.dlq(ACCEPTED)
-                messages.append(outbox.dead_letter(record, dlq, "aggregate", str(error)))
-        dead = len(messages)
         now = self._rt.clock.now()
         async with self._rt.pool.acquire() as conn, conn.transaction():
+            named = [_report_id(record) for record in records]
+            applied = await store.applied_of(conn, {n for n in named if n is not None})
+            for record, name in zip(records, named, strict=True):
+                if name is not None and name in applied:
+                    continue  # counted before (a redelivery, a replay): not even decoded
+                try:
+                    reports.append(codec.decode_internal(AcceptedReport, record.value or b""))
+                except (ValueError, ValidationError) as error:
+                    dlq = self._rt.settings.kafka.dlq(ACCEPTED)
+                    messages.append(outbox.dead_letter(record, dlq, "aggregate", str(error)))
+            dead = len(messages)
             rolled = await self.roll_up(conn, reports, now)
             messages += [self._message(s, rolled.fresh) for s in rolled.emitted]
             await outbox.write(conn, messages)

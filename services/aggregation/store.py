@@ -74,6 +74,14 @@ async def advance_generations(
     return {(r["regime"], r["period"]): r["generation"] for r in rows}
 
 
+async def applied_of(conn: Connection, report_ids: Iterable[str]) -> set[str]:
+    """Which of these reports the inbox holds already."""
+    rows = await conn.fetch(
+        "SELECT report_id FROM applied WHERE report_id = ANY($1::text[])", list(report_ids)
+    )
+    return {r["report_id"] for r in rows}
+
+
 async def mark_applied(conn: Connection, reports: Sequence[AcceptedReport]) -> set[str]:
     """Record the reports as applied; returns the ids not applied before."""
     if not reports:

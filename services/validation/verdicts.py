@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import msgspec
 from pydantic import ValidationError
 
 from shared import codec, outbox
@@ -52,6 +53,27 @@ class _Batch:
     messages: list[OutboxMessage] = field(default_factory=list)
 
 
+class _Named(msgspec.Struct):
+    report_id: str
+
+
+class _Received(msgspec.Struct):
+    report: _Named | None = None
+
+
+_names = msgspec.json.Decoder(_Received)
+
+
+def _report_id(record: Record) -> str | None:
+    """The report id a received message names, read without decoding the rest; None when
+    it names none (a lock exception) or cannot be read (decoding it in full says why)."""
+    try:
+        named = _names.decode(record.value or b"")
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    return named.report.report_id if named.report is not None else None
+
+
 def _parse(record: Record) -> ReceivedReport | LockException:
     document = codec.loads_internal(record.value or b"")
     if isinstance(document, dict) and document.get("schema") == "baocao.lock_exception.v1":
@@ -69,17 +91,19 @@ class VerdictStage:
     async def judge(self, records: Sequence[Record]) -> None:
         batch = _Batch()
         items: list[ReceivedReport | LockException] = []
-        for record in records:
-            try:
-                items.append(_parse(record))
-            except (ValueError, ValidationError) as error:
-                dlq = self._rt.settings.kafka.dlq(RECEIVED)
-                batch.messages.append(outbox.dead_letter(record, dlq, "validate", str(error)))
-                self._rt.metrics.dlq_messages.labels(topic=RECEIVED.name).inc()
-        reports = [i for i in items if isinstance(i, ReceivedReport)]
-        keys = {_key(i) for i in items}
         async with self._rt.pool.acquire() as conn, conn.transaction():
-            seen = await store.decided(conn, [r.report.report_id for r in reports])
+            named = [_report_id(record) for record in records]
+            seen = await store.decided(conn, {n for n in named if n is not None})
+            for record, name in zip(records, named, strict=True):
+                if name is not None and name in seen:
+                    continue  # judged before (a redelivery, a replay): not even decoded
+                try:
+                    items.append(_parse(record))
+                except (ValueError, ValidationError) as error:
+                    dlq = self._rt.settings.kafka.dlq(RECEIVED)
+                    batch.messages.append(outbox.dead_letter(record, dlq, "validate", str(error)))
+                    self._rt.metrics.dlq_messages.labels(topic=RECEIVED.name).inc()
+            keys = {_key(i) for i in items}
             latest = await store.latest_revisions(conn, keys)
             windows = await store.lock_windows(conn, keys)
             for item in items:
