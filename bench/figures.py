@@ -90,10 +90,13 @@ def _latency_line(label: str, found: Mapping[str, Any] | None) -> str:
 
 
 def _services(services: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    lines = [f"  {'process':<18} {'CPU (cores)':>11} {'peak RSS':>10}"]
+    lines = [f"  {'process':<18} {'CPU (cores)':>11} {'CPU/report':>11} {'peak RSS':>10}"]
     for name, usage in services.items():
         rss = f"{usage['peak_rss_mb']:>7.0f} MB" if usage["peak_rss_mb"] else f"{'-':>10}"
-        lines.append(f"  {name:<18} {usage['cpu_share']:>11.2f} {rss}")
+        per_report = f"{usage.get('cpu_us_per_report', 0):>8} us"
+        lines.append(f"  {name:<18} {usage['cpu_share']:>11.2f} {per_report:>11} {rss}")
+    total = sum(u.get("cpu_us_per_report", 0) for u in services.values())
+    lines.append(f"  {'all':<18} {'':>11} {total:>8} us")
     return lines
 
 

@@ -81,11 +81,12 @@ class Phase:
     batches: dict[str, Any] = field(default_factory=dict)
 
 
-def _usage(usage: dict[str, Usage]) -> dict[str, dict[str, float]]:
+def _usage(usage: dict[str, Usage], reports: int) -> dict[str, dict[str, float]]:
     return {
         name: {
             "cpu_s": round(u.cpu_s, 2),
             "cpu_share": round(u.cpu_share, 3),
+            "cpu_us_per_report": round(u.cpu_s / reports * 1e6) if reports else 0,
             "peak_rss_mb": round(u.peak_rss_bytes / MB, 1),
         }
         for name, u in usage.items()
@@ -205,7 +206,7 @@ async def _replay(deploy: Deployment, reports: int) -> dict[str, Any]:
             for topic in topics
             if ends_after[topic] != ends_before[topic]
         },
-        "services": _usage(usage),
+        "services": _usage(usage, reports),
     }
 
 
@@ -258,7 +259,7 @@ async def _relay(plan: Plan, namespace: str, payloads: Sequence[Payload]) -> dic
         "reports": len(payloads),
         "elapsed_s": round(elapsed, 2),
         "throughput_per_s": round(figures.rate(len(payloads), elapsed), 1),
-        "services": _usage(usage),
+        "services": _usage(usage, len(payloads)),
     }
 
 
@@ -375,7 +376,7 @@ async def run(plan: Plan, say: Any = print) -> dict[str, Any]:
         "duration_s": round(steady.last_send - steady.first_send, 1),
         "reports": len(steady.payloads),
         **_latencies(timeline, steady.payloads),
-        "services": _usage(steady.usage),
+        "services": _usage(steady.usage, len(steady.payloads)),
         "batches": steady.batches,
     }
     done = _done_times(timeline, burst)
@@ -387,7 +388,7 @@ async def run(plan: Plan, say: Any = print) -> dict[str, Any]:
         "throughput_per_s": round(figures.rate(len(burst.payloads), elapsed), 1),
         "sustained_per_s": round(figures.middle_rate(done), 1),
         **_latencies(timeline, burst.payloads),
-        "services": _usage(burst.usage),
+        "services": _usage(burst.usage, len(burst.payloads)),
         "batches": burst.batches,
     }
     relay_rate = result["relay"]["throughput_per_s"]
