@@ -173,6 +173,9 @@ class Runtime:
             sent.append(await producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*sent)
 
+    async def publish_now(self, message: OutboxMessage) -> None:
+        await self.publish([message])
+
     def batch_consumer(self, stage: str, source: TopicSpec, process: Process) -> BatchConsumer:
         """Runs `process` over batches of `source`; a poison record goes to its `.dlq`."""
 

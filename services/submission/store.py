@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from shared import codec
 from shared.contracts import Channel, LockException, Outcome, Report, Status
 from shared.db import Connection
 
@@ -127,13 +128,15 @@ async def take_pending_duplicates(
 
 
 async def save_verdicts(
-    conn: Connection, outcomes: Sequence[Outcome], encoded: Sequence[bytes]
+    conn: Connection, outcomes: Sequence[Outcome], encoded: Sequence[bytes] | None = None
 ) -> None:
-    """Keep each report's verdict (`encoded`: its JSON as published, stored as it is). A
-    contract rejection (E100/E150 of a message that named the id) never replaces the
-    verdict on a stored report, which always wins."""
+    """Keep each report's verdict (`encoded`: its JSON as published, stored as it is, when
+    the caller has it). A contract rejection (E100/E150 of a message that named the id)
+    never replaces the verdict on a stored report, which always wins."""
     if not outcomes:
         return
+    if encoded is None:
+        encoded = [codec.dumps(o) for o in outcomes]
     await conn.execute(
         """
         INSERT INTO verdicts (report_id, status, contract_only, outcome)
