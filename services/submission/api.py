@@ -145,11 +145,11 @@ def build_api(ingest: Ingest, section: SubmissionSection, pool: Any, access: Acc
             if isinstance(found, Denied):
                 return _denied(found, client)
             sender = found
-        who = sender.name if sender else client
-        wait = access.reports.take(who)
-        if wait is not None:
-            ingest.count_rate_limited()
-            return rate_limited(who, access.reports.spec, wait)
+            # Per source: without authentication there is no sender to count for.
+            wait = access.reports.take(sender.name)
+            if wait is not None:
+                ingest.count_rate_limited()
+                return rate_limited(sender.name, access.reports.spec, wait)
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return _refused(Unreadable((issue("E150", size=int(declared), limit=limit),)))
