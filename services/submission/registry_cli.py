@@ -213,14 +213,23 @@ async def _kafka_access(
     )
 
 
-def main(argv: Sequence[str], *, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+async def run(
+    argv: Sequence[str],
+    settings: SubmissionSettings,
+    *,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+) -> int:
     args = parser().parse_args(argv)
-    settings = SubmissionSettings()
     try:
-        return asyncio.run(_run(args, settings, out, err))
+        return await _run(args, settings, out, err)
     except RegistryError as error:
         print(f"refused: {error}", file=err)
         return 1
     except OSError as error:
         print(f"cannot reach a server: {error}", file=err)
         return 2
+
+
+def main(argv: Sequence[str], *, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    return asyncio.run(run(argv, SubmissionSettings(), out=out, err=err))
