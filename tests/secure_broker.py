@@ -41,7 +41,7 @@ class SecureBroker:
             namespace=namespace,
             partitions=3,
             security_protocol="SASL_PLAINTEXT",
-            sasl_mechanism=MECHANISM,
+            sasl_mechanism="SCRAM-SHA-512",
             sasl_username=user,
             sasl_password=SecretStr(self.passwords[user]),
             **fields,

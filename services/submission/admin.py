@@ -13,9 +13,9 @@ written to the audit log, in the same transaction.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
@@ -29,7 +29,7 @@ from shared.runtime import Runtime
 
 from . import store
 from .access import FAILED_CHECKS, Access, Denied
-from .api import Credential, client_address, rate_limited, secret_of
+from .api import Credential, RateLimited, client_address, rate_limited, secret_of
 from .intake import contract_issues
 from .lock_exceptions import LockExceptionRequest, open_exception
 from .store import AuditEntry
@@ -37,6 +37,10 @@ from .store import AuditEntry
 log = get_logger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024
+# The filters name codes of the catalog; anything else (a NUL, which PostgreSQL text cannot
+# hold, among others) is refused with 422 before it reaches a query.
+CODE_PATTERN = r"^[A-Z0-9][A-Z0-9._-]{0,63}$"
+PRINTABLE = r"^[A-Za-z0-9._-]+$"
 
 
 class RecordedException(BaseModel):
@@ -111,6 +115,7 @@ def build_admin_api(runtime: Runtime, access: Access) -> APIRouter:
             400: {"model": Refusal, "description": "Not JSON (E100)."},
             401: {"model": Refusal, "description": "No or a bad operator credential (E140)."},
             403: {"model": Refusal, "description": "`opened_by` is not the operator (E141)."},
+            429: {"model": RateLimited, "description": "Too many failed credential checks."},
             413: {"model": Refusal, "description": "Too large (E150)."},
             422: {
                 "model": Refusal,
@@ -184,15 +189,16 @@ def build_admin_api(runtime: Runtime, access: Access) -> APIRouter:
         "/lock-exceptions",
         response_model=list[RecordedException],
         responses={
-            401: {"model": Refusal, "description": "No or a bad operator credential (E140)."}
+            401: {"model": Refusal, "description": "No or a bad operator credential (E140)."},
+            429: {"model": RateLimited, "description": "Too many failed credential checks."},
         },
     )
     async def list_lock_exceptions(
         request: Request,
         credential: Credential,
-        regime: str | None = None,
-        period: str | None = None,
-        unit: str | None = None,
+        regime: Annotated[str | None, Query(pattern=CODE_PATTERN)] = None,
+        period: Annotated[str | None, Query(min_length=1, max_length=16, pattern=PRINTABLE)] = None,
+        unit: Annotated[str | None, Query(pattern=CODE_PATTERN)] = None,
     ) -> Any:
         """Every exception opened, oldest first; filtered by regime, period and unit."""
         who = await operator(request, credential)

@@ -98,6 +98,25 @@ def rate_limited(sender: str, limit: str, retry_after: int) -> JSONResponse:
     )
 
 
+def self_contained(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON schema with its `$defs` written in place: inside an OpenAPI document,
+    `#/$defs/...` would point at the document's root, where there are none."""
+    defs = schema.get("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items() if k != "$defs"}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    result: dict[str, Any] = inline(schema)
+    return result
+
+
 def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
@@ -131,7 +150,9 @@ def build_api(ingest: Ingest, section: SubmissionSection, pool: Any, access: Acc
             "requestBody": {
                 "required": True,
                 "content": {
-                    "application/json": {"schema": Report.model_json_schema(by_alias=True)}
+                    "application/json": {
+                        "schema": self_contained(Report.model_json_schema(by_alias=True))
+                    }
                 },
             }
         },

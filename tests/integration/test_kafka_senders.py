@@ -10,7 +10,6 @@ import asyncio
 import io
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import asyncpg

@@ -277,7 +277,8 @@ async def test_operator_endpoints_need_an_operator_credential_and_are_audited(
         "operator.revoke",
     ]
     assert lines[2].split("  ")[1] == "nguyen-van-a"
-    assert operator not in log and source not in log
+    assert operator not in log
+    assert source not in log
     listing = await cli(config, "sources", "list")
     assert listing.startswith("motcua-a  active  units=TB.DH.N01")
     assert "operator nguyen-van-a exists already" in await cli(

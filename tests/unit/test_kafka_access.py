@@ -44,11 +44,13 @@ def test_a_source_may_write_its_inbound_topic_and_read_its_outcomes_only() -> No
         (a.resource_type, a.resource, a.pattern, a.operation)
         for a in source_acls(KAFKA, "motcua-a", "user-a")
     }
+    inbound, outcomes = "t1_reports.inbound.v1.motcua-a", "t1_reports.outcomes.v1.motcua-a"
+    topic, literal = ResourceType.TOPIC, PatternType.LITERAL
     assert acls == {
-        (ResourceType.TOPIC, "t1_reports.inbound.v1.motcua-a", PatternType.LITERAL, Operation.WRITE),
-        (ResourceType.TOPIC, "t1_reports.inbound.v1.motcua-a", PatternType.LITERAL, Operation.DESCRIBE),
-        (ResourceType.TOPIC, "t1_reports.outcomes.v1.motcua-a", PatternType.LITERAL, Operation.READ),
-        (ResourceType.TOPIC, "t1_reports.outcomes.v1.motcua-a", PatternType.LITERAL, Operation.DESCRIBE),
+        (topic, inbound, literal, Operation.WRITE),
+        (topic, inbound, literal, Operation.DESCRIBE),
+        (topic, outcomes, literal, Operation.READ),
+        (topic, outcomes, literal, Operation.DESCRIBE),
         (ResourceType.GROUP, "t1_motcua-a", PatternType.PREFIXED, Operation.READ),
-    }  # fmt: skip
+    }
     assert {a.principal for a in source_acls(KAFKA, "motcua-a", "user-a")} == {"User:user-a"}

@@ -5,7 +5,8 @@ block under "Issue codes") is exactly the issue the system gives today for the e
 input the table names: E100 and E150 from submission's reading of the bytes, E140 from its
 check of the credential, E141 and E142 from its check of the sender (a source registered
 for TB.DH.N01; KSTT-TTHC to be signed), the others from validation on the shipped
-catalog, with the clock at 2026-03-16 10:00 in Vietnam. A change of wording in `shared/messages.py` must be carried to the README.
+catalog, with the clock at 2026-03-16 10:00 in Vietnam. A change of wording in
+`shared/messages.py` must be carried to the README.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -84,7 +86,7 @@ def without_unit() -> bytes:
     return json.dumps(document).encode()
 
 
-EXAMPLES = {
+EXAMPLES: dict[str, Callable[[], Issue]] = {
     "E100": lambda: unreadable(without_unit()),
     "E101": lambda: judged(regime="KSTT-XYZ"),
     "E102": lambda: judged(unit="TB.DH.N99"),
