@@ -167,6 +167,7 @@ class SecureKafka:
         data = self.state / "data"
         data.mkdir(parents=True, exist_ok=True)
         self.properties.write_text(render_properties(self.spec, data))
+        self.properties.chmod(0o600)  # it holds the admin's password
         if not (data / "meta.properties").exists():
             cluster_id = new_cluster_id(self.layout)
             run_storage_tool(
