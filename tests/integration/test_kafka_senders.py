@@ -125,6 +125,15 @@ async def test_each_source_writes_and_reads_only_its_own_topics_and_reports_only
         assert {i.field for i in answers[forged.report_id].issues} == {"source", "unit"}
         assert answers[own.report_id].status is Status.ACCEPTED
 
+        # A revoked source's topic is still there: what it sends is refused (E140).
+        out = io.StringIO()
+        assert await registry_cli.run(("sources", "revoke", "motcua-b"), config, out=out) == 0
+        late = factories.report(unit="TB.DH.N02", source="motcua-b")
+        await deliver(broker, "motcua-b", inbound_topic(kafka, "motcua-b"), [codec.dumps(late)])
+        b_topic = outcomes_topic(kafka, "motcua-b")
+        (refusal,) = await read(broker, "motcua-b", b_topic, f"{namespace}motcua-b.v", 1)
+        assert [i.code for i in codec.decode(Outcome, refusal.value).issues] == ["E140"]
+
     # Nothing refused was stored or sent where B (or anyone reading the shared topic) sees it.
     shared = await read(broker, "admin", kafka.topic(OUTCOMES), f"{namespace}shared", 1)
     assert [codec.decode(Outcome, r.value).report_id for r in shared] == [own.report_id]
@@ -134,8 +143,8 @@ async def test_each_source_writes_and_reads_only_its_own_topics_and_reports_only
     finally:
         await conn.close()
     assert [(r["report_id"], r["sender"]) for r in stored] == [(own.report_id, "motcua-a")]
-    dead = await read(broker, "admin", kafka.dlq(INBOUND), f"{namespace}dlq", 2)
-    assert {r.value for r in dead} == {codec.dumps(for_b), codec.dumps(forged)}
+    dead = await read(broker, "admin", kafka.dlq(INBOUND), f"{namespace}dlq", 3)
+    assert {r.value for r in dead} == {codec.dumps(r) for r in (for_b, forged, late)}
 
     # A cannot read B's verdicts, nor use a consumer group that is not its own.
     await refused_read(

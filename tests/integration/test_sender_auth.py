@@ -267,6 +267,9 @@ async def test_operator_endpoints_need_an_operator_credential_and_are_audited(
         assert opened.status_code == 201, opened.text
         listed = await http.get(path, headers=bearer(operator))
         assert [e["opened_by"] for e in listed.json()] == ["nguyen-van-a"]
+        rotated = await cli(config, "operators", "rotate", "nguyen-van-a")
+        assert (await http.get(path, headers=bearer(operator))).status_code == 401
+        assert (await http.get(path, headers=bearer(rotated))).status_code == 200
     await cli(config, "operators", "revoke", "nguyen-van-a")
     log = await cli(config, "audit", "list")
     lines = log.splitlines()
@@ -274,6 +277,7 @@ async def test_operator_endpoints_need_an_operator_credential_and_are_audited(
         "operator.create",
         "source.create",
         "lock_exception.open",
+        "operator.rotate",
         "operator.revoke",
     ]
     assert lines[2].split("  ")[1] == "nguyen-van-a"
