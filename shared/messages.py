@@ -168,6 +168,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The report names its source {claimed} but was sent with the credential of sender"
         " {sender}; the source field must be {sender}.",
     ),
+    "E141.report_id": (
+        "Mã báo cáo {report_id} đã được một hệ thống gửi khác sử dụng; mỗi báo cáo cần một"
+        " mã report_id mới, chưa từng dùng.",
+        "Report id {report_id} was used by another sender; each report needs a report_id of"
+        " its own, never used before.",
+    ),
     "E141.operator": (
         "Người vận hành {operator} không thể ghi nhận thao tác dưới tên {claimed}.",
         "Operator {operator} cannot act under the name {claimed}.",

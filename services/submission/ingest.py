@@ -91,7 +91,7 @@ class Ingest:
             await self._source_topics.ensure(named)
             async with self._rt.pool.acquire() as conn:
                 registered = await store.active_sources(conn, named)
-        reports: list[StoredReport] = []
+        reports: list[tuple[StoredReport, Record]] = []
         messages: list[OutboxMessage] = []
         for record in records:
             raw = record.value or b""
@@ -101,14 +101,19 @@ class Ingest:
                 messages += self._refusal(result, Channel.KAFKA, record, sender)
                 continue
             source = (record.topic, record.partition, record.offset)
-            reports.append(
-                StoredReport(result.report, raw, Channel.KAFKA, received_at, source, sender)
+            stored_report = StoredReport(
+                result.report, raw, Channel.KAFKA, received_at, source, sender
             )
+            reports.append((stored_report, record))
+        foreign = await self._foreign_ids([r for r, _ in reports])
+        for report, record in [(r, rec) for r, rec in reports if r.report.report_id in foreign]:
+            messages += self._refusal(self._taken_id(report), Channel.KAFKA, record, report.sender)
+        taken = [r for r, _ in reports if r.report.report_id not in foreign]
         async with self._rt.pool.acquire() as conn, conn.transaction():
-            stored, answers = await self._store(conn, reports)
+            stored, answers = await self._store(conn, taken)
             await outbox.write(conn, messages + answers)
         self._rt.relay.notify()
-        self._count(stored, len(records) - len(reports))
+        self._count(stored, len(records) - len(taken))
 
     async def from_http(self, raw: bytes, sender: Source | None = None) -> Ingested | Unreadable:
         """Take one report sent over HTTP by `sender` (None when senders are not
@@ -125,6 +130,10 @@ class Ingest:
             sender=sender.name if sender else None,
         )
         report_id = result.report.report_id
+        if await self._foreign_ids([report]):
+            refusal = self._taken_id(report)
+            self._refusal(refusal, Channel.HTTP, None, None)
+            return refusal
         async with self._rt.pool.acquire() as conn, conn.transaction():
             stored, answers = await self._store(conn, [report])
             await outbox.write(conn, answers)
@@ -220,6 +229,25 @@ class Ingest:
             return result
         issues = admit(source, result.report, result.document, self._signed_regimes)
         return Unreadable.refused(result.report, issues) if issues else result
+
+    async def _foreign_ids(self, reports: Sequence[StoredReport]) -> set[str]:
+        """Ids already used by another sender. Dedup is by report_id alone, so without this
+        a source that took another's next id first would have that source's report taken
+        as a duplicate, uncounted, and answered with the first one's verdict."""
+        if not self.authenticates or not reports:
+            return set()
+        async with self._rt.pool.acquire() as conn:
+            owners = await store.owners_of(conn, {r.report.report_id for r in reports})
+        return {
+            r.report.report_id
+            for r in reports
+            if owners.get(r.report.report_id, r.sender) != r.sender
+        }
+
+    @staticmethod
+    def _taken_id(report: StoredReport) -> Unreadable:
+        found = issue("E141.report_id", field="report_id", report_id=report.report.report_id)
+        return Unreadable.refused(report.report, (found,))
 
     def _duplicate(self, verdict: Outcome, sender: str | None) -> list[OutboxMessage]:
         repeated = verdict.model_copy(update={"status": Status.DUPLICATE})

@@ -65,6 +65,16 @@ async def insert_reports(conn: Connection, reports: Sequence[StoredReport]) -> s
     return {r["report_id"] for r in rows}
 
 
+async def owners_of(conn: Connection, report_ids: Iterable[str]) -> dict[str, str]:
+    """The sender of each stored report that has one, whatever the channel."""
+    rows = await conn.fetch(
+        "SELECT report_id, sender FROM reports WHERE report_id = ANY($1::text[])"
+        " AND sender IS NOT NULL",
+        list(report_ids),
+    )
+    return {r["report_id"]: r["sender"] for r in rows}
+
+
 async def senders_of(conn: Connection, report_ids: Iterable[str]) -> dict[str, str]:
     """The authenticated sender of each report received over Kafka that has one."""
     rows = await conn.fetch(

@@ -84,6 +84,13 @@ async def test_a_source_reports_only_with_its_credential_and_only_for_its_units(
             await http.post("/v1/reports", content=genuine, headers=bearer(b))
         ).status_code == 202
 
+        # Report ids are one namespace: an id another sender used is refused, never taken
+        # as a duplicate (which would leave the report uncounted, with the other's verdict).
+        taken = body(report_id=squatted.report_id)
+        reused = await http.post("/v1/reports", content=taken, headers=bearer(a))
+        assert reused.status_code == 403
+        assert [i["field"] for i in reused.json()["issues"]] == ["report_id"]
+
         # A forged `source` field changes nothing: the credential names the sender.
         forged = body(unit="TB.DH.N02", source="motcua-b")
         answer = await http.post("/v1/reports", content=forged, headers=bearer(a))
@@ -124,7 +131,7 @@ async def test_a_source_reports_only_with_its_credential_and_only_for_its_units(
         ("TB.DH.N01", "motcua-a"),
         ("TB.DH.N02", "motcua-b"),
         ("TB.DH.N01", "motcua-a"),
-    ]
+    ]  # none of the refused reports
     assert [(r["action"], r["target"]) for r in audit] == [
         ("source.create", "source:motcua-a"),
         ("source.create", "source:motcua-b"),
