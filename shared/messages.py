@@ -220,8 +220,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
 
 # The answer to a sender over its rate limit (HTTP 429), in Vietnamese and English.
 RATE_LIMITED = (
-    "Hệ thống gửi {sender} đã gửi quá {limit} báo cáo; gửi lại sau {retry_after} giây.",
-    "Sender {sender} sent more than {limit} reports; send again in {retry_after} seconds.",
+    "Hệ thống gửi {sender} đã vượt giới hạn {limit} báo cáo; gửi lại sau {retry_after} giây.",
+    "Sender {sender} is over its limit of {limit} reports; send again in {retry_after} seconds.",
+)
+# The answer to a client whose credential checks failed too often (HTTP 429).
+CHECKS_LIMITED = (
+    "Địa chỉ {sender} đã xác thực không thành công quá nhiều lần (giới hạn {limit}); thử lại"
+    " sau {retry_after} giây.",
+    "Address {sender} failed its credential checks too often (limit {limit}); try again in"
+    " {retry_after} seconds.",
 )
 
 # A report's value that is neither a JSON number nor a string (E100's reason).

@@ -23,7 +23,7 @@ from shared import codec, outbox
 from shared.clock import TIMEZONE
 from shared.contracts import RECEIVED, Issue, LockException, regime_period_key
 from shared.logging import get_logger
-from shared.messages import issue
+from shared.messages import CHECKS_LIMITED, issue
 from shared.outbox import OutboxMessage
 from shared.runtime import Runtime
 
@@ -102,7 +102,7 @@ def build_admin_api(runtime: Runtime, access: Access) -> APIRouter:
         if not isinstance(found, Denied):
             return found
         if found.issue is None:
-            return rate_limited(client, FAILED_CHECKS, found.retry_after or 60)
+            return rate_limited(client, FAILED_CHECKS, found.retry_after or 60, CHECKS_LIMITED)
         response = _refused(401, (found.issue,))
         response.headers["WWW-Authenticate"] = 'Bearer realm="baocao"'
         return response

@@ -17,7 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AwareDatetime, BaseModel, Field, SecretStr
 
 from shared.contracts import Issue, Outcome, Report
-from shared.messages import RATE_LIMITED, issue
+from shared.messages import CHECKS_LIMITED, RATE_LIMITED, issue
 from shared.web import ExactJSONResponse
 
 from . import store
@@ -84,8 +84,10 @@ def _refused(unreadable: Unreadable) -> JSONResponse:
     return response
 
 
-def rate_limited(sender: str, limit: str, retry_after: int) -> JSONResponse:
-    vi, en = RATE_LIMITED
+def rate_limited(
+    sender: str, limit: str, retry_after: int, wording: tuple[str, str] = RATE_LIMITED
+) -> JSONResponse:
+    vi, en = wording
     facts = {"sender": sender, "limit": limit, "retry_after": retry_after}
     body = RateLimited(
         status="rate_limited",
@@ -229,5 +231,5 @@ def build_api(ingest: Ingest, section: SubmissionSection, pool: Any, access: Acc
 
 def _denied(denied: Denied, client: str) -> JSONResponse:
     if denied.issue is None:
-        return rate_limited(client, FAILED_CHECKS, denied.retry_after or 60)
+        return rate_limited(client, FAILED_CHECKS, denied.retry_after or 60, CHECKS_LIMITED)
     return _refused(Unreadable((denied.issue,)))
