@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from services.submission import registry_cli
 from services.submission.settings import SubmissionSection, SubmissionSettings
-from tests.harness import service_settings
+from tests.conftest import fresh_namespace
+from tests.harness import drop_namespace, service_settings
 from tests.system.stack import Stack
 
 NOW = "2026-03-16T10:00:00+07:00"
@@ -36,7 +36,7 @@ def create(config: SubmissionSettings, *argv: str) -> str:
 def submission(
     kafka_bootstrap: str, postgres_dsn: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Stack, dict[str, str]]]:
-    namespace = f"t{uuid.uuid4().hex[:10]}_"
+    namespace = fresh_namespace()
     config = service_settings(
         SubmissionSettings,
         namespace,
@@ -63,6 +63,7 @@ def submission(
         yield stack, credentials
     finally:
         stack.stop_all()
+        drop_namespace(namespace, kafka_bootstrap, postgres_dsn)
 
 
 OPERATIONS = ["POST /v1/reports", "GET /v1/reports/{report_id}",
