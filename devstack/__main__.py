@@ -1,13 +1,14 @@
 """Command line: `python -m devstack start|stop [kafka|postgres|prometheus|all]`, `status`,
-`fetch-kafka`, `env`, `run [--no-traffic]`, `cluster start|stop|status|kill NODE`. This
-module is the composition root: settings from the environment are read once here and passed
-to each server.
+`fetch-kafka`, `env`, `run [--no-traffic]`, `cluster start|stop|status|kill NODE`,
+`secure-kafka start [--user NAME=PASSWORD ...]|stop|status`. This module is the composition
+root: settings from the environment are read once here and passed to each server.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shlex
 import sys
 import time
@@ -20,6 +21,7 @@ from devstack.paths import Layout
 from devstack.postgres import DSN_VARIABLE, Dsn, Postgres
 from devstack.processes import Outcome, Server, exclusive
 from devstack.prometheus import INSTALL_HINT, Prometheus
+from devstack.secure_kafka import ADMIN_USER, SecureKafka, SecureKafkaSpec
 
 # Start order; stop goes in reverse.
 SERVER_NAMES = ("postgres", "kafka", "prometheus")
@@ -108,6 +110,41 @@ def cluster_command(layout: Layout, action: str, node: int | None) -> bool:
     return True
 
 
+def secure_kafka_command(layout: Layout, action: str, users: Sequence[str]) -> bool:
+    """The SASL/SCRAM broker with ACLs on 127.0.0.1:29092 (devstack/secure_kafka.py). Its
+    admin password is made at the first start and kept, readable by this user only, in
+    `<local>/secure-kafka/admin.password`; users are added when the storage is formatted."""
+    state = layout.local / "secure-kafka"
+    password_file = state / "admin.password"
+    if not password_file.exists():
+        state.mkdir(parents=True, exist_ok=True)
+        password_file.touch(mode=0o600)
+        password_file.write_text(secrets.token_urlsafe(18))
+    pairs = dict(user.split("=", 1) for user in users)
+    spec = SecureKafkaSpec(password_file.read_text().strip(), pairs)
+    broker = SecureKafka(layout, state, spec)
+    if action == "status":
+        print(broker.status().line())
+        return True
+    with exclusive(layout.lock):
+        if action == "stop":
+            print(f"secure-kafka {'stopped' if broker.stop() else 'was not running'}")
+            return True
+        outcome = broker.start()
+    print(f"secure-kafka {broker.address} {outcome.value}; SASL/SCRAM-SHA-512, ACLs on")
+    print(f"export BAOCAO_KAFKA__BOOTSTRAP_SERVERS={broker.address}")
+    print("export BAOCAO_KAFKA__SECURITY_PROTOCOL=SASL_PLAINTEXT")
+    print(f"export BAOCAO_KAFKA__SASL_USERNAME={ADMIN_USER}")
+    print(f"export BAOCAO_KAFKA__SASL_PASSWORD=$(cat {shlex.quote(str(password_file))})")
+    return True
+
+
+def user_password(text: str) -> str:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError("expected NAME=PASSWORD")
+    return text
+
+
 def target(text: str) -> str:
     if text not in (*SERVER_NAMES, "all"):
         raise argparse.ArgumentTypeError(f"unknown server {text!r}")
@@ -147,6 +184,18 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         help="start: only this node (restart after a kill); kill: the node to SIGKILL",
     )
+    secure = commands.add_parser(
+        "secure-kafka",
+        help="a SASL/SCRAM broker with ACLs on 127.0.0.1:29092 (state in <local>/secure-kafka)",
+    )
+    secure.add_argument("action", choices=("start", "stop", "status"))
+    secure.add_argument(
+        "--user",
+        action="append",
+        default=[],
+        type=user_password,
+        help="NAME=PASSWORD of a SCRAM user, created when the storage is first formatted",
+    )
     running = commands.add_parser(
         "run",
         prog="scripts/run",
@@ -178,6 +227,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
             return 0
         if arguments.command == "cluster":
             return 0 if cluster_command(layout, arguments.action, arguments.node) else 1
+        if arguments.command == "secure-kafka":
+            return 0 if secure_kafka_command(layout, arguments.action, arguments.user) else 1
         servers = build_servers(layout, environ)
         if arguments.command == "run":
             # Imported here: only `run` needs the HTTP and metrics clients.

@@ -44,7 +44,7 @@ async def create_pool(postgres: PostgresSettings, schema: str, *, deadline_s: fl
         reraise=True,
     ):
         with attempt:
-            conn = await asyncpg.connect(dsn)
+            conn = await asyncpg.connect(dsn, timeout=postgres.command_timeout_s)
             try:
                 await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             except asyncpg.UniqueViolationError:
@@ -57,6 +57,8 @@ async def create_pool(postgres: PostgresSettings, schema: str, *, deadline_s: fl
         max_size=postgres.pool_max_size,
         server_settings={"search_path": schema, "application_name": f"baocao-{schema}"},
         init=_init_connection,
+        command_timeout=postgres.command_timeout_s,
+        timeout=postgres.command_timeout_s,
     )
 
 

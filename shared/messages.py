@@ -143,22 +143,93 @@ MESSAGES: dict[str, tuple[str, str]] = {
         " unit for this regime and period; a correction needs a revision above {latest}.",
     ),
     "E140": (
-        "Chưa xác thực: {reason_vi}.",
-        "Not authenticated: {reason_en}.",
+        "Chưa xác thực: yêu cầu không kèm thông tin xác thực; gửi tiêu đề"
+        " Authorization: Bearer <mã xác thực> do cơ quan tổng hợp của tỉnh cấp.",
+        "Not authenticated: the request carries no credential; send the header"
+        " Authorization: Bearer <credential> issued by the province.",
+    ),
+    "E140.bad": (
+        "Chưa xác thực: mã xác thực không đúng, đã được thay bằng mã mới hoặc đã bị thu hồi.",
+        "Not authenticated: the credential is wrong, was replaced by a new one, or was revoked.",
+    ),
+    "E140.source": (
+        "Chưa xác thực: hệ thống gửi {sender} chưa được đăng ký hoặc đã bị thu hồi quyền gửi"
+        " báo cáo.",
+        "Not authenticated: sender {sender} is not registered or its right to send was revoked.",
     ),
     "E141": (
-        "Hệ thống gửi {sender} không được phép báo cáo thay đơn vị {unit}.",
-        "Sender {sender} may not report for unit {unit}.",
+        "Hệ thống gửi {sender} không được phép báo cáo cho đơn vị {unit}; các đơn vị hệ thống"
+        " này được báo cáo: {units}.",
+        "Sender {sender} may not report for unit {unit}; the units it may report for: {units}.",
+    ),
+    "E141.source": (
+        "Báo cáo ghi nguồn gửi là {claimed} nhưng được gửi bằng thông tin xác thực của hệ"
+        " thống {sender}; trường source phải là {sender}.",
+        "The report names its source {claimed} but was sent with the credential of sender"
+        " {sender}; the source field must be {sender}.",
+    ),
+    "E141.report_id": (
+        "Mã báo cáo {report_id} đã được một hệ thống gửi khác sử dụng; mỗi báo cáo cần một"
+        " mã report_id mới, chưa từng dùng.",
+        "Report id {report_id} was used by another sender; each report needs a report_id of"
+        " its own, never used before.",
+    ),
+    "E141.operator": (
+        "Người vận hành {operator} không thể ghi nhận thao tác dưới tên {claimed}.",
+        "Operator {operator} cannot act under the name {claimed}.",
     ),
     "E142": (
-        "Chữ ký số không hợp lệ: {reason_vi}.",
-        "Bad signature: {reason_en}.",
+        "Thiếu chữ ký số: {required_vi} phải được ký số (Nghị định 09/2019/NĐ-CP, Thông tư"
+        " 01/2020/TT-VPCP); thêm trường signature với thuật toán Ed25519.",
+        "Signature missing: {required_en} must be signed (Decree 09/2019/ND-CP, Circular"
+        " 01/2020/TT-VPCP); add a signature field with algorithm Ed25519.",
+    ),
+    "E142.key": (
+        "Chữ ký số không hợp lệ: khóa {key_id} không phải khóa công khai đang có hiệu lực mà"
+        " hệ thống gửi {sender} đã đăng ký.",
+        "Bad signature: key {key_id} is not a public key that sender {sender} has registered"
+        " and not revoked.",
+    ),
+    "E142.encoding": (
+        "Chữ ký số không hợp lệ: giá trị chữ ký phải là 64 byte mã hóa Base64.",
+        "Bad signature: its value must be 64 bytes in Base64.",
+    ),
+    "E142.value": (
+        "Chữ ký số không hợp lệ: chữ ký không khớp với nội dung báo cáo (chữ ký được tính"
+        " trên JSON chuẩn hóa của báo cáo, bỏ trường signature), khóa {key_id}.",
+        "Bad signature: it does not match the report's content (it is computed over the"
+        " canonical JSON of the report without its signature field), key {key_id}.",
     ),
     "E150": (
         "Báo cáo quá lớn: {size} byte, giới hạn {limit} byte.",
         "The report is too large: {size} bytes, the limit is {limit} bytes.",
     ),
+    "E150.text": (
+        "Chỉ tiêu {indicator} dài {length} ký tự, vượt giới hạn {limit} ký tự mà hệ thống"
+        " nhận cho một giá trị.",
+        "Indicator {indicator} is {length} characters long, over the limit of {limit}"
+        " characters the system takes for one value.",
+    ),
+    "E150.number": (
+        "Chỉ tiêu {indicator} = {value} vượt giới hạn của hệ thống: tối đa {digits} chữ số"
+        " có nghĩa, độ lớn từ 1E-{exponent} đến dưới 1E+{exponent}.",
+        "Indicator {indicator} = {value} is beyond what the system takes: at most {digits}"
+        " significant digits, a magnitude from 1E-{exponent} to below 1E+{exponent}.",
+    ),
 }
+
+# The answer to a sender over its rate limit (HTTP 429), in Vietnamese and English.
+RATE_LIMITED = (
+    "Hệ thống gửi {sender} đã vượt giới hạn {limit} báo cáo; gửi lại sau {retry_after} giây.",
+    "Sender {sender} is over its limit of {limit} reports; send again in {retry_after} seconds.",
+)
+# The answer to a client whose credential checks failed too often (HTTP 429).
+CHECKS_LIMITED = (
+    "Địa chỉ {sender} đã xác thực không thành công quá nhiều lần (giới hạn {limit}); thử lại"
+    " sau {retry_after} giây.",
+    "Address {sender} failed its credential checks too often (limit {limit}); try again in"
+    " {retry_after} seconds.",
+)
 
 # A report's value that is neither a JSON number nor a string (E100's reason).
 VALUE_KIND_REASON = ("phải là số hoặc chuỗi ký tự", "must be a JSON number or a string")

@@ -80,6 +80,8 @@ def build_broker(
         decoder=raw_bodies,
         description=f"baocao {service}",
         graceful_timeout=30.0,
+        request_timeout_ms=kafka.request_timeout_ms,
+        metadata_max_age_ms=kafka.metadata_max_age_ms,
         # faststream's lines go through the JSON log setup; per-batch lines only at DEBUG.
         logger=logging.getLogger("faststream"),
         log_level=logging.DEBUG,

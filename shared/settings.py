@@ -46,6 +46,15 @@ class KafkaSettings(_Section):
     batch_timeout_ms: int = Field(default=20, ge=1)
     max_poll_interval_ms: int = Field(default=300_000, ge=10_000)
     session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    request_timeout_ms: int = Field(
+        default=30_000, ge=1_000, description="Deadline of every request to a broker."
+    )
+    metadata_max_age_ms: int = Field(
+        default=60_000,
+        ge=1_000,
+        description="How often clients refresh the cluster's metadata: a pattern "
+        "subscription (each source's own topic) sees a new topic within this time.",
+    )
 
     def topic(self, spec: TopicSpec | str) -> str:
         name = spec if isinstance(spec, str) else spec.name
@@ -66,6 +75,9 @@ class PostgresSettings(_Section):
     )
     pool_min_size: int = Field(default=1, ge=1)
     pool_max_size: int = Field(default=10, ge=1)
+    command_timeout_s: float = Field(
+        default=60.0, gt=0, description="Deadline of every statement sent to PostgreSQL."
+    )
 
     def schema_name(self, service: str) -> str:
         return f"{self.schema_prefix}{service}"

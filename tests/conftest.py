@@ -11,12 +11,14 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 from shared.settings import KafkaSettings, PostgresSettings
+from tests.harness import drop_namespace
 
 FOLDER_MARKERS = ("unit", "integration", "system")
 
@@ -58,7 +60,25 @@ def postgres_dsn() -> str:
     return dsn
 
 
-@pytest.fixture
-def namespace() -> str:
-    """A fresh prefix for topics, consumer groups and schemas: tests never share state."""
+def fresh_namespace() -> str:
     return f"t{uuid.uuid4().hex[:10]}_"
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh prefix for topics, consumer groups and schemas: tests never share state.
+
+    Its topics and schemas are dropped afterwards: a broker keeps files open for every
+    partition, and a whole suite's worth of them would exhaust its file handles.
+    """
+    prefix = fresh_namespace()
+    yield prefix
+    bootstrap = (
+        request.getfixturevalue("kafka_bootstrap")
+        if "kafka_bootstrap" in request.fixturenames
+        else None
+    )
+    dsn = (
+        request.getfixturevalue("postgres_dsn") if "postgres_dsn" in request.fixturenames else None
+    )
+    drop_namespace(prefix, bootstrap, dsn)

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 
 T = TypeVar("T")
@@ -95,3 +98,39 @@ def service_settings(cls: type[T], namespace: str, bootstrap: str, dsn: str, **f
     kafka = KafkaSettings(bootstrap_servers=bootstrap, namespace=namespace, partitions=3)
     postgres = PostgresSettings(dsn=dsn, schema_prefix=namespace)  # type: ignore[arg-type]
     return cls(kafka=kafka, postgres=postgres, log_format="console", **fields)  # type: ignore[call-arg]
+
+
+def drop_namespace(prefix: str, bootstrap: str | None, dsn: str | None) -> None:
+    """Delete a test's topics and schemas (those named with its prefix), best effort.
+
+    Runs in a thread of its own: a fixture's teardown may happen while an event loop runs.
+    """
+
+    async def drop() -> None:
+        if bootstrap is not None:
+            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+            await admin.start()
+            try:
+                mine = [t for t in await admin.list_topics() if t.startswith(prefix)]
+                if mine:
+                    await admin.delete_topics(mine)
+            finally:
+                await admin.close()
+        if dsn is not None:
+            conn = await asyncpg.connect(dsn)
+            try:
+                schemas = await conn.fetch(
+                    "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)", prefix
+                )
+                for row in schemas:
+                    await conn.execute(f'DROP SCHEMA "{row["nspname"]}" CASCADE')
+            finally:
+                await conn.close()
+
+    def run() -> None:
+        with contextlib.suppress(Exception):
+            asyncio.run(drop())
+
+    worker = threading.Thread(target=run, name="drop-namespace")
+    worker.start()
+    worker.join(timeout=60)

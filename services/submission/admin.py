@@ -5,15 +5,17 @@ until the exception expires. It is recorded here (who, when, why, until when) an
 validation through the outbox on reports.received.v1, keyed regime|period like the
 reports it concerns, so that validation meets it in order with them.
 
-Every operator endpoint depends on `operator_access`: it is the one place where the
-operators' credential check belongs.
+With sender authentication on, every operator endpoint needs an operator's bearer
+credential (401 E140 without a good one), and an exception is recorded as opened by that
+operator: `opened_by` must name them (403 E141 otherwise). Each exception opened is also
+written to the audit log, in the same transaction.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
@@ -21,25 +23,24 @@ from shared import codec, outbox
 from shared.clock import TIMEZONE
 from shared.contracts import RECEIVED, Issue, LockException, regime_period_key
 from shared.logging import get_logger
-from shared.messages import issue
+from shared.messages import CHECKS_LIMITED, issue
 from shared.outbox import OutboxMessage
 from shared.runtime import Runtime
 
 from . import store
+from .access import FAILED_CHECKS, Access, Denied
+from .api import Credential, RateLimited, client_address, rate_limited, secret_of
 from .intake import contract_issues
 from .lock_exceptions import LockExceptionRequest, open_exception
+from .store import AuditEntry
 
 log = get_logger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024
-
-
-async def operator_access() -> None:
-    """Admits the caller to the operator endpoints.
-
-    Operators are not authenticated yet: the credential check, when it comes, replaces
-    this body and every operator endpoint is covered by it.
-    """
+# The filters name codes of the catalog; anything else (a NUL, which PostgreSQL text cannot
+# hold, among others) is refused with 422 before it reaches a query.
+CODE_PATTERN = r"^[A-Z0-9][A-Z0-9._-]{0,63}$"
+PRINTABLE = r"^[A-Za-z0-9._-]+$"
 
 
 class RecordedException(BaseModel):
@@ -89,8 +90,22 @@ def _read(raw: bytes) -> LockExceptionRequest | JSONResponse:
         return _refused(422, contract_issues(error))
 
 
-def build_admin_api(runtime: Runtime) -> APIRouter:
-    api = APIRouter(prefix="/v1/admin", tags=["operators"], dependencies=[Depends(operator_access)])
+def build_admin_api(runtime: Runtime, access: Access) -> APIRouter:
+    api = APIRouter(prefix="/v1/admin", tags=["operators"])
+
+    async def operator(request: Request, credential: Credential) -> str | JSONResponse | None:
+        """The operator calling (None when operators are not authenticated), or the refusal."""
+        if not access.enabled:
+            return None
+        client = client_address(request)
+        found = await access.operator(runtime.pool, secret_of(credential), client)
+        if not isinstance(found, Denied):
+            return found
+        if found.issue is None:
+            return rate_limited(client, FAILED_CHECKS, found.retry_after or 60, CHECKS_LIMITED)
+        response = _refused(401, (found.issue,))
+        response.headers["WWW-Authenticate"] = 'Bearer realm="baocao"'
+        return response
 
     @api.post(
         "/lock-exceptions",
@@ -98,6 +113,9 @@ def build_admin_api(runtime: Runtime) -> APIRouter:
         responses={
             201: {"model": RecordedException},
             400: {"model": Refusal, "description": "Not JSON (E100)."},
+            401: {"model": Refusal, "description": "No or a bad operator credential (E140)."},
+            403: {"model": Refusal, "description": "`opened_by` is not the operator (E141)."},
+            429: {"model": RateLimited, "description": "Too many failed credential checks."},
             413: {"model": Refusal, "description": "Too large (E150)."},
             422: {
                 "model": Refusal,
@@ -114,12 +132,20 @@ def build_admin_api(runtime: Runtime) -> APIRouter:
             }
         },
     )
-    async def open_lock_exception(request: Request) -> JSONResponse:
+    async def open_lock_exception(request: Request, credential: Credential) -> JSONResponse:
         """Let one unit report into a locked period until `expires_at`; recorded with who,
         when and why."""
+        who = await operator(request, credential)
+        if isinstance(who, JSONResponse):
+            return who
         read = _read(await request.body())
         if isinstance(read, JSONResponse):
             return read
+        if who is not None and read.opened_by != who:
+            claimed = issue(
+                "E141.operator", field="opened_by", operator=who, claimed=read.opened_by
+            )
+            return _refused(403, (claimed,))
         opened = open_exception(read, runtime.catalog, runtime.clock.now())
         if not isinstance(opened, LockException):
             return _refused(422, opened)
@@ -131,6 +157,22 @@ def build_admin_api(runtime: Runtime) -> APIRouter:
         async with runtime.pool.acquire() as conn, conn.transaction():
             number = await store.insert_lock_exception(conn, opened)
             await outbox.write(conn, [message])
+            await store.audit(
+                conn,
+                AuditEntry(
+                    opened.opened_at,
+                    opened.opened_by,
+                    "lock_exception.open",
+                    f"unit:{opened.unit}",
+                    {
+                        "id": number,
+                        "regime": opened.regime,
+                        "period": opened.period,
+                        "expires_at": opened.expires_at.isoformat(),
+                        "reason": opened.reason,
+                    },
+                ),
+            )
         runtime.relay.notify()
         log.info(
             "lock_exception_opened",
@@ -143,11 +185,25 @@ def build_admin_api(runtime: Runtime) -> APIRouter:
         )
         return JSONResponse(recorded(number, opened), status_code=201)
 
-    @api.get("/lock-exceptions", response_model=list[RecordedException])
+    @api.get(
+        "/lock-exceptions",
+        response_model=list[RecordedException],
+        responses={
+            401: {"model": Refusal, "description": "No or a bad operator credential (E140)."},
+            429: {"model": RateLimited, "description": "Too many failed credential checks."},
+        },
+    )
     async def list_lock_exceptions(
-        regime: str | None = None, period: str | None = None, unit: str | None = None
-    ) -> list[dict[str, Any]]:
+        request: Request,
+        credential: Credential,
+        regime: Annotated[str | None, Query(pattern=CODE_PATTERN)] = None,
+        period: Annotated[str | None, Query(min_length=1, max_length=16, pattern=PRINTABLE)] = None,
+        unit: Annotated[str | None, Query(pattern=CODE_PATTERN)] = None,
+    ) -> Any:
         """Every exception opened, oldest first; filtered by regime, period and unit."""
+        who = await operator(request, credential)
+        if isinstance(who, JSONResponse):
+            return who
         async with runtime.pool.acquire() as conn:
             found = await store.lock_exceptions(conn, regime, period, unit)
         return [recorded(number, exception) for number, exception in found]

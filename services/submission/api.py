@@ -1,21 +1,40 @@
-"""Submission's REST API for local systems: send a report, read its verdict."""
+"""Submission's REST API for local systems: send a report, read its verdict.
+
+With sender authentication on, `POST /v1/reports` takes `Authorization: Bearer
+<credential>` (401 E140 without a good one, 403 E141 for a unit not the sender's, 422
+E142 for a signature missing or wrong, 429 with Retry-After over the sender's rate
+limit). The credential is checked before the body is read: an unauthenticated caller
+cannot make the service read 512 KiB.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, Field
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AwareDatetime, BaseModel, Field, SecretStr
 
 from shared.contracts import Issue, Outcome, Report
-from shared.messages import issue
+from shared.messages import CHECKS_LIMITED, RATE_LIMITED, issue
 from shared.web import ExactJSONResponse
 
 from . import store
+from .access import FAILED_CHECKS, Access, Denied
 from .ingest import Ingest
 from .intake import Unreadable
+from .senders import Source
 from .settings import SubmissionSection
+
+bearer = HTTPBearer(
+    auto_error=False,
+    description="A source's credential (`<source>.<secret>`), when sender authentication is on.",
+)
+Credential = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+# E140 → 401, E141 → 403, E142 → 422, E150 → 413; E100 → 400 for the body, 422 for a field.
+STATUS_OF = {"E140": 401, "E141": 403, "E142": 422, "E150": 413}
 
 
 class Received(BaseModel):
@@ -48,16 +67,67 @@ def _json(status: int, body: BaseModel) -> JSONResponse:
     return JSONResponse(body.model_dump(mode="json", by_alias=True), status_code=status)
 
 
+class RateLimited(BaseModel):
+    status: str = Field(description='"rate_limited".')
+    retry_after: int = Field(description="Seconds to wait, as in the Retry-After header.")
+    message_vi: str
+    message_en: str
+
+
 def _refused(unreadable: Unreadable) -> JSONResponse:
-    status = (
-        413 if unreadable.code == "E150" else 422 if unreadable.issues[0].field != "(body)" else 400
-    )
-    return _json(
+    status = STATUS_OF.get(unreadable.code, 422 if unreadable.issues[0].field != "(body)" else 400)
+    response = _json(
         status, Refused(report_id=unreadable.report_id, status="rejected", issues=unreadable.issues)
     )
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="baocao"'
+    return response
 
 
-def build_api(ingest: Ingest, section: SubmissionSection, pool: Any) -> APIRouter:
+def rate_limited(
+    sender: str, limit: str, retry_after: int, wording: tuple[str, str] = RATE_LIMITED
+) -> JSONResponse:
+    vi, en = wording
+    facts = {"sender": sender, "limit": limit, "retry_after": retry_after}
+    body = RateLimited(
+        status="rate_limited",
+        retry_after=retry_after,
+        message_vi=vi.format(**facts),
+        message_en=en.format(**facts),
+    )
+    return JSONResponse(
+        body.model_dump(), status_code=429, headers={"Retry-After": str(retry_after)}
+    )
+
+
+def self_contained(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON schema with its `$defs` written in place: inside an OpenAPI document,
+    `#/$defs/...` would point at the document's root, where there are none."""
+    defs = schema.get("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items() if k != "$defs"}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    result: dict[str, Any] = inline(schema)
+    return result
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def secret_of(credential: HTTPAuthorizationCredentials | None) -> SecretStr | None:
+    return SecretStr(credential.credentials) if credential is not None else None
+
+
+def build_api(ingest: Ingest, section: SubmissionSection, pool: Any, access: Access) -> APIRouter:
     api = APIRouter(prefix="/v1", tags=["reports"])
     limit = section.max_report_bytes
 
@@ -68,20 +138,41 @@ def build_api(ingest: Ingest, section: SubmissionSection, pool: Any) -> APIRoute
             202: {"model": Received},
             200: {"model": Duplicate},
             400: {"model": Refused, "description": "Not JSON (E100)."},
+            401: {"model": Refused, "description": "No or a bad credential (E140)."},
+            403: {"model": Refused, "description": "Not a unit of this sender (E141)."},
             413: {"model": Refused, "description": "Too large (E150)."},
-            422: {"model": Refused, "description": "Does not match the contract (E100)."},
+            422: {
+                "model": Refused,
+                "description": "Does not match the contract (E100), or a signature is "
+                "missing or wrong (E142).",
+            },
+            429: {"model": RateLimited, "description": "Over the sender's rate limit."},
         },
         openapi_extra={
             "requestBody": {
                 "required": True,
                 "content": {
-                    "application/json": {"schema": Report.model_json_schema(by_alias=True)}
+                    "application/json": {
+                        "schema": self_contained(Report.model_json_schema(by_alias=True))
+                    }
                 },
             }
         },
     )
-    async def post_report(request: Request) -> JSONResponse:
+    async def post_report(request: Request, credential: Credential) -> JSONResponse:
         """Send one report. 202 once it is stored: it cannot be lost from then on."""
+        sender: Source | None = None
+        client = client_address(request)
+        if access.enabled:
+            found = await access.source(pool(), secret_of(credential), client)
+            if isinstance(found, Denied):
+                return _denied(found, client)
+            sender = found
+            # Per source: without authentication there is no sender to count for.
+            wait = access.reports.take(sender.name)
+            if wait is not None:
+                ingest.count_rate_limited()
+                return rate_limited(sender.name, access.reports.spec, wait)
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return _refused(Unreadable((issue("E150", size=int(declared), limit=limit),)))
@@ -90,7 +181,7 @@ def build_api(ingest: Ingest, section: SubmissionSection, pool: Any) -> APIRoute
             raw += chunk
             if len(raw) > limit:
                 return _refused(Unreadable((issue("E150", size=f">{limit}", limit=limit),)))
-        result = await ingest.from_http(bytes(raw))
+        result = await ingest.from_http(bytes(raw), sender)
         if isinstance(result, Unreadable):
             return _refused(result)
         if result.duplicate:
@@ -108,13 +199,25 @@ def build_api(ingest: Ingest, section: SubmissionSection, pool: Any) -> APIRoute
         responses={
             200: {"model": Outcome},
             202: {"model": Pending},
+            401: {"model": Refused, "description": "No or a bad credential (E140)."},
             404: {"description": "Unknown."},
+            429: {"model": RateLimited, "description": "Too many failed credential checks."},
         },
     )
-    async def get_report(report_id: str) -> JSONResponse:
+    async def get_report(report_id: str, request: Request, credential: Credential) -> JSONResponse:
         """The verdict on a report (200), or 202 while it is being validated."""
+        reader: Source | None = None
+        if access.enabled:
+            found = await access.source(pool(), secret_of(credential), client_address(request))
+            if isinstance(found, Denied):
+                return _denied(found, client_address(request))
+            reader = found
         async with pool().acquire() as conn:
             received_at, verdict = await store.report_state(conn, report_id)
+            unit = await store.report_unit(conn, report_id) if reader else None
+        if reader is not None and unit not in reader.units:
+            # Another unit's report is not this sender's to read: as if unknown.
+            received_at, verdict = None, None
         if verdict is not None:
             return ExactJSONResponse(verdict.model_dump(mode="python", by_alias=True))
         if received_at is not None:
@@ -124,3 +227,9 @@ def build_api(ingest: Ingest, section: SubmissionSection, pool: Any) -> APIRoute
         return JSONResponse({"detail": f"no report with id {report_id}"}, status_code=404)
 
     return api
+
+
+def _denied(denied: Denied, client: str) -> JSONResponse:
+    if denied.issue is None:
+        return rate_limited(client, FAILED_CHECKS, denied.retry_after or 60, CHECKS_LIMITED)
+    return _refused(Unreadable((denied.issue,)))

@@ -1,10 +1,13 @@
-"""Operators' command line: `python -m services.submission lock-exception open|list ...`.
+"""Operators' command line: `python -m services.submission lock-exception open|list ...`
+(and `sources`, `operators`, `audit`: see `registry_cli`).
 
 It calls a running submission service's operator API (`--url`, by default this machine's
 submission port), so an exception opened here is checked, recorded and sent to validation
-exactly as one opened with `POST /v1/admin/lock-exceptions`. Exit status: 0 done, 1
-refused (every issue is printed, in English and Vietnamese), 2 the service could not be
-reached or failed.
+exactly as one opened with `POST /v1/admin/lock-exceptions`. With sender authentication
+on, the operator's credential is read from `BAOCAO_OPERATOR_CREDENTIAL` (never from the
+command line, which other users of the machine can see), and the exception is opened in
+that operator's name. Exit status: 0 done, 1 refused (every issue is printed, in English
+and Vietnamese), 2 the service could not be reached or failed.
 """
 
 from __future__ import annotations
@@ -12,19 +15,24 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
 import httpx
 
+from . import registry_cli
+from .credentials import owner_of
 from .settings import SubmissionSettings
+
+CREDENTIAL_VARIABLE = "BAOCAO_OPERATOR_CREDENTIAL"
 
 EXCEPTIONS_PATH = "/v1/admin/lock-exceptions"
 COLUMNS = ("id", "regime", "period", "unit", "expires_at", "opened_by", "opened_at", "reason")
 
 
-def parser(default_url: str) -> argparse.ArgumentParser:
+def parser(default_url: str, default_operator: str) -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="python -m services.submission")
     commands = root.add_subparsers(dest="command", required=True)
     exceptions = commands.add_parser(
@@ -41,7 +49,9 @@ def parser(default_url: str) -> argparse.ArgumentParser:
     )
     opening.add_argument("--reason", required=True, help="why it is opened (recorded)")
     opening.add_argument(
-        "--opened-by", default=getpass.getuser(), help="operator name (default: your login)"
+        "--opened-by",
+        default=default_operator,
+        help="operator name (default: the credential's operator, else your login)",
     )
 
     listing = actions.add_parser("list", help="the exceptions opened, oldest first")
@@ -80,10 +90,18 @@ def main(
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> int:
+    if argv and argv[0] in registry_cli.COMMANDS:
+        return registry_cli.main(argv, out=out, err=err)
     settings = SubmissionSettings()
-    args = parser(f"http://{settings.host}:{settings.submission.port}").parse_args(argv)
+    credential = os.environ.get(CREDENTIAL_VARIABLE)
+    operator = (owner_of(credential) if credential else None) or getpass.getuser()
+    url = f"http://{settings.host}:{settings.submission.port}"
+    args = parser(url, operator).parse_args(argv)
+    headers = {"Authorization": f"Bearer {credential}"} if credential else {}
     try:
-        with httpx.Client(base_url=args.url, transport=transport, timeout=30) as http:
+        with httpx.Client(
+            base_url=args.url, transport=transport, timeout=30, headers=headers
+        ) as http:
             if args.action == "open":
                 body = {
                     "regime": args.regime,
@@ -100,7 +118,7 @@ def main(
     except httpx.HTTPError as error:
         print(f"cannot reach submission at {args.url}: {error}", file=err)
         return 2
-    if answer.status_code in (400, 413, 422):
+    if answer.status_code in (400, 401, 403, 413, 422):
         _print_refusal(answer, err)
         return 1
     if answer.is_error:

@@ -11,23 +11,31 @@ from shared.kafka_client import consumer_options
 from shared.runtime import Runtime
 
 from .ingest import Ingest
+from .kafka_access import inbound_pattern
 
 
-def build_router(runtime: Runtime, ingest: Ingest) -> KafkaRouter:
+def build_router(runtime: Runtime, ingest: Ingest, *, authenticates: bool = False) -> KafkaRouter:
     router = KafkaRouter()
     options = consumer_options(runtime.settings.kafka)
     take_reports = runtime.batch_consumer("ingest", INBOUND, ingest.from_kafka)
     keep_verdicts = runtime.batch_consumer("verdicts", OUTCOMES, ingest.record_verdicts)
 
+    # With sender authentication on, only each source's own topic is read: its principal
+    # is the only one allowed to write it, so the topic names the sender (kafka_access).
+    pattern = inbound_pattern(runtime.settings.kafka) if authenticates else None
+    topics = [] if pattern else [runtime.topic(INBOUND)]
+
     # MANUAL: offsets are committed after the raw reports and their outbox rows are
     # committed in PostgreSQL; a failed batch is rewound, so nothing sent is lost.
     @router.subscriber(
-        runtime.topic(INBOUND),
+        *topics,
+        pattern=pattern,
         group_id=runtime.group(),
         batch=True,
         ack_policy=AckPolicy.MANUAL,
         title="reports.inbound.v1",
-        description="Reports from local systems (Report, baocao.report.v1).",
+        description="Reports from local systems (Report, baocao.report.v1); with sender "
+        "authentication on, from each source's own reports.inbound.v1.<source>.",
         **options,
     )
     async def on_inbound(msg: KafkaMessage) -> None:

@@ -6,10 +6,17 @@ accepted can be lost. `report_id` is the sender's idempotency key: a second repo
 the same id is a duplicate and gets the original verdict back with status `duplicate`
 (at once if the verdict is known, else when it arrives). A redelivery of the same Kafka
 record after a crash is recognised by its offset and has no effect at all.
+
+With sender authentication on, a report is taken only from a registered source, for one
+of its units, signed when it must be (see `senders`); a refused report (E140-E142) is
+never stored, so it cannot make a later genuine report with the same id a duplicate. Over
+Kafka the sender is the source whose own topic the record came from (`kafka_access`), and
+every verdict on its reports, refusals included, is also sent to its own outcome topic.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,13 +38,19 @@ from shared.contracts import (
 )
 from shared.db import Connection
 from shared.logging import get_logger
+from shared.messages import issue
 from shared.observability.log_context import report_fields
 from shared.outbox import OutboxMessage
 from shared.runtime import Runtime
 
 from . import store
-from .intake import Unreadable, read_report
+from .intake import Limits, Readable, Unreadable, read
+from .kafka_access import SourceTopics, outcomes_topic, sender_of
+from .senders import Source, admit
+from .settings import SubmissionSection
 from .store import PendingDuplicate, StoredReport
+
+SENDER_CODES = frozenset({"E140", "E141", "E142"})
 
 log = get_logger(__name__)
 
@@ -55,53 +68,92 @@ class Ingested:
 
 
 class Ingest:
-    def __init__(self, runtime: Runtime, max_bytes: int) -> None:
+    def __init__(self, runtime: Runtime, section: SubmissionSection) -> None:
         self._rt = runtime
-        self._max_bytes = max_bytes
+        self._limits = Limits(
+            max_bytes=section.max_report_bytes,
+            max_text_chars=section.max_text_chars,
+            max_number_digits=section.max_number_digits,
+            max_number_exponent=section.max_number_exponent,
+        )
+        self.authenticates = section.sender_authentication
+        self._signed_regimes = frozenset(section.signed_regimes)
+        self._source_topics = SourceTopics(runtime.settings.kafka, section.source_partitions)
         runtime.metrics.prepare_intake(runtime.catalog.regime_codes)
 
     # --- channels ----------------------------------------------------------------------
 
     async def from_kafka(self, records: Sequence[Record]) -> None:
         received_at = self._rt.clock.now()
-        reports: list[StoredReport] = []
+        kafka = self._rt.settings.kafka
+        senders = (
+            {r.topic: sender_of(kafka, r.topic) for r in records} if self.authenticates else {}
+        )
+        named = {s for s in senders.values() if s is not None}
+        registered: dict[str, Source] = {}
+        if named:
+            # Before any outbox row names a sender's topic: a missing topic would hold the relay.
+            await self._source_topics.ensure(named)
+            async with self._rt.pool.acquire() as conn:
+                registered = await store.active_sources(conn, named)
+        reports: list[tuple[StoredReport, Record]] = []
         messages: list[OutboxMessage] = []
-        async with self._rt.pool.acquire() as conn, conn.transaction():
+        async with self._rt.pool.acquire() as conn:
             # Records read again (a crash before the offset commit, a replay) whose report
             # is stored already have no effect at all: not even parsed.
             again = await store.stored_from(conn, [_source(r) for r in records])
-            for record in records:
-                source = _source(record)
-                if source in again:
-                    continue
-                raw = record.value or b""
-                result = read_report(raw, self._max_bytes)
-                if isinstance(result, Unreadable):
-                    messages += self._refusal(result, Channel.KAFKA, record)
-                    continue
-                reports.append(StoredReport(result, raw, Channel.KAFKA, received_at, source))
-            stored, answers = await self._store(conn, reports)
+        for record in records:
+            source = _source(record)
+            if source in again:
+                continue
+            raw = record.value or b""
+            sender = senders.get(record.topic)
+            result = self._take(raw, sender, registered.get(sender or ""))
+            if isinstance(result, Unreadable):
+                messages += self._refusal(result, Channel.KAFKA, record, sender)
+                continue
+            stored_report = StoredReport(
+                result.report, raw, Channel.KAFKA, received_at, source, sender
+            )
+            reports.append((stored_report, record))
+        foreign = await self._foreign_ids([r for r, _ in reports])
+        for report, record in [(r, rec) for r, rec in reports if r.report.report_id in foreign]:
+            messages += self._refusal(self._taken_id(report), Channel.KAFKA, record, report.sender)
+        taken = [r for r, _ in reports if r.report.report_id not in foreign]
+        async with self._rt.pool.acquire() as conn, conn.transaction():
+            stored, answers = await self._store(conn, taken)
             await outbox.write(conn, messages + answers)
         self._rt.relay.notify()
-        self._count(stored, len(records) - len(again) - len(reports))
+        self._count(stored, len(records) - len(again) - len(taken))
 
-    async def from_http(self, raw: bytes) -> Ingested | Unreadable:
-        result = read_report(raw, self._max_bytes)
+    async def from_http(self, raw: bytes, sender: Source | None = None) -> Ingested | Unreadable:
+        """Take one report sent over HTTP by `sender` (None when senders are not
+        authenticated)."""
+        result = self._take(raw, sender.name if sender else None, sender)
         if isinstance(result, Unreadable):
-            self._refusal(result, Channel.HTTP, None)
+            self._refusal(result, Channel.HTTP, None, None)
             return result
-        report = StoredReport(result, raw, Channel.HTTP, self._rt.clock.now())
+        report = StoredReport(
+            result.report,
+            raw,
+            Channel.HTTP,
+            self._rt.clock.now(),
+            sender=sender.name if sender else None,
+        )
+        report_id = result.report.report_id
+        if await self._foreign_ids([report]):
+            refusal = self._taken_id(report)
+            self._refusal(refusal, Channel.HTTP, None, None)
+            return refusal
         async with self._rt.pool.acquire() as conn, conn.transaction():
             stored, answers = await self._store(conn, [report])
             await outbox.write(conn, answers)
             verdict = (
-                None
-                if stored
-                else (await store.verdicts_of(conn, [result.report_id])).get(result.report_id)
+                None if stored else (await store.verdicts_of(conn, [report_id])).get(report_id)
             )
         self._rt.relay.notify()
         self._count(stored, 0)
-        return Ingested(result.report_id, report.received_at, duplicate=not stored, verdict=verdict)
+        return Ingested(report_id, report.received_at, duplicate=not stored, verdict=verdict)
 
     async def record_verdicts(self, records: Sequence[Record]) -> None:
         """Keep the verdicts published on reports.outcomes.v1; answer waiting duplicates."""
@@ -117,8 +169,13 @@ class Ingest:
             await store.save_verdicts(conn, list(verdicts.values()), list(encoded.values()))
             await store.lock_pending_duplicates(conn)
             waiting = await store.take_pending_duplicates(conn, final)
-            await outbox.write(conn, [self._duplicate(final[p.report_id]) for p in waiting])
-        if waiting:
+            messages = [m for p in waiting for m in self._duplicate(final[p.report_id], p.sender)]
+            if self.authenticates:
+                # Each Kafka sender also reads its verdicts from its own topic (ACLs).
+                senders = await store.senders_of(conn, final)
+                messages += [self._to_sender(final[i], s) for i, s in senders.items()]
+            await outbox.write(conn, messages)
+        if messages:
             self._rt.relay.notify()
 
     # --- steps ---------------------------------------------------------------------------
@@ -134,7 +191,7 @@ class Ingest:
         stored = [r for i, r in firsts.items() if i in inserted]
         messages = [self._forward(r) for r in stored]
 
-        repeats = [
+        repeats = [  # the second report with an id in this batch, or one already stored
             r
             for r in reports
             if not (r.report.report_id in inserted and firsts[r.report.report_id] is r)
@@ -161,10 +218,14 @@ class Ingest:
         pending: list[PendingDuplicate] = []
         for dup in duplicates:
             verdict = verdicts.get(dup.report.report_id)
+            # Only a Kafka sender has an outcome topic of its own; HTTP senders GET.
+            sender = dup.sender if dup.channel is Channel.KAFKA else None
             if verdict is not None and _final(verdict):
-                messages.append(self._duplicate(verdict))
+                messages += self._duplicate(verdict, sender)
             else:
-                pending.append(PendingDuplicate(dup.report.report_id, dup.received_at, dup.channel))
+                pending.append(
+                    PendingDuplicate(dup.report.report_id, dup.received_at, dup.channel, sender)
+                )
         await store.add_pending_duplicates(conn, pending)
         for dup in duplicates:
             self._rt.metrics.duplicates.labels(channel=dup.channel.value).inc()
@@ -185,25 +246,75 @@ class Ingest:
             self._rt.topic(RECEIVED), regime_period_key(r.regime, r.period), codec.dumps(message)
         )
 
-    def _duplicate(self, verdict: Outcome) -> OutboxMessage:
+    def _take(self, raw: bytes, sender: str | None, source: Source | None) -> Readable | Unreadable:
+        """The report in `raw`, if it is one and (senders authenticated) `sender` may send it."""
+        result = read(raw, self._limits)
+        if not self.authenticates:
+            return result
+        if source is None:
+            # A topic of a source since revoked, or a request that passed no check: refuse.
+            refusal = (issue("E140.source", field=None, sender=sender or "-"),)
+            if isinstance(result, Readable):
+                return Unreadable.refused(result.report, refusal)
+            return dataclasses.replace(result, issues=refusal)
+        if isinstance(result, Unreadable):
+            return result
+        issues = admit(source, result.report, result.document, self._signed_regimes)
+        return Unreadable.refused(result.report, issues) if issues else result
+
+    async def _foreign_ids(self, reports: Sequence[StoredReport]) -> set[str]:
+        """Ids already used by another sender. Dedup is by report_id alone, so without this
+        a source that took another's next id first would have that source's report taken
+        as a duplicate, uncounted, and answered with the first one's verdict."""
+        if not self.authenticates or not reports:
+            return set()
+        async with self._rt.pool.acquire() as conn:
+            owners = await store.owners_of(conn, {r.report.report_id for r in reports})
+        return {
+            r.report.report_id
+            for r in reports
+            if owners.get(r.report.report_id, r.sender) != r.sender
+        }
+
+    @staticmethod
+    def _taken_id(report: StoredReport) -> Unreadable:
+        found = issue("E141.report_id", field="report_id", report_id=report.report.report_id)
+        return Unreadable.refused(report.report, (found,))
+
+    def _duplicate(self, verdict: Outcome, sender: str | None) -> list[OutboxMessage]:
         repeated = verdict.model_copy(update={"status": Status.DUPLICATE})
-        return self._outcome(repeated)
+        messages = [self._outcome(repeated)]
+        if sender is not None:
+            messages.append(self._to_sender(repeated, sender))
+        return messages
 
     def _outcome(self, outcome: Outcome) -> OutboxMessage:
         key = (outcome.unit or outcome.report_id).encode()
         return OutboxMessage(self._rt.topic(OUTCOMES), key, codec.dumps(outcome))
 
+    def _to_sender(self, outcome: Outcome, sender: str) -> OutboxMessage:
+        key = (outcome.unit or outcome.report_id).encode()
+        topic = outcomes_topic(self._rt.settings.kafka, sender)
+        return OutboxMessage(topic, key, codec.dumps(outcome))
+
     def _refusal(
-        self, unreadable: Unreadable, channel: Channel, record: Record | None
+        self, unreadable: Unreadable, channel: Channel, record: Record | None, sender: str | None
     ) -> list[OutboxMessage]:
-        """E100/E150: the verdict to the sender (if it named a report id) and the raw bytes
-        to the dead-letter topic. Over HTTP the sender gets the answer in the response."""
-        self._rt.metrics.reports_malformed.labels(channel=channel.value, code=unreadable.code).inc()
+        """E100/E150, E140-E142: the verdict to the sender (if it named a report id) and the
+        raw bytes to the dead-letter topic. Over HTTP the sender gets the answer in the
+        response. A refused sender's verdict goes only to the sender's own topic: on the
+        shared topic, keyed by a unit it may not report for, it would reach that unit."""
+        code = unreadable.code
+        if code in SENDER_CODES:
+            self._rt.metrics.senders_refused.labels(channel=channel.value, code=code).inc()
+        else:
+            self._rt.metrics.reports_malformed.labels(channel=channel.value, code=code).inc()
         log.info(
-            "report_unreadable",
+            "report_refused" if code in SENDER_CODES else "report_unreadable",
             **report_fields(unreadable),
             channel=channel.value,
-            code=unreadable.code,
+            code=code,
+            sender=sender,
             issues=[i.message_en for i in unreadable.issues[:5]],
         )
         if record is None:
@@ -215,8 +326,14 @@ class Ingest:
         self._rt.metrics.dlq_messages.labels(topic=INBOUND.name).inc()
         outcome = unreadable.outcome()
         if outcome is not None:
-            messages.append(self._outcome(outcome))
+            if sender is not None:
+                messages.append(self._to_sender(outcome, sender))
+            elif not self.authenticates:
+                messages.append(self._outcome(outcome))
         return messages
+
+    def count_rate_limited(self) -> None:
+        self._rt.metrics.senders_refused.labels(channel=Channel.HTTP.value, code="429").inc()
 
     def _count(self, stored: Sequence[StoredReport], _unreadable: int) -> None:
         """Counted per batch: one increment per label set, not one per report."""

@@ -2,13 +2,16 @@
 
 Pure: bytes in, a `Report` or an `Unreadable` out. The same function serves the inbound
 topic and `POST /v1/reports`, so both channels refuse exactly the same inputs with exactly
-the same issues (E100 with the field path, E150 for a body over the limit).
+the same issues (E100 with the field path, E150 for a body, a text value or a number over
+the limits). The limits keep abusive input cheap: a 9-byte `1E+100000` is a valid JSON
+number that would cost every later step a 100 kB decimal.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
@@ -34,6 +37,18 @@ class Unreadable:
     @property
     def code(self) -> str:
         return self.issues[0].code
+
+    @classmethod
+    def refused(cls, report: Report, issues: tuple[Issue, ...]) -> Unreadable:
+        """A report that was read but may not be taken (a sender refused: E140-E142)."""
+        return cls(
+            issues,
+            report_id=report.report_id,
+            regime=report.regime,
+            period=report.period,
+            unit=report.unit,
+            revision=report.revision,
+        )
 
     def outcome(self) -> Outcome | None:
         """The E100/E150 verdict, when the input names a usable report id to answer to."""
@@ -100,7 +115,26 @@ def _glean(document: Any) -> dict[str, Any]:
     return found
 
 
-def read_report(raw: bytes, max_bytes: int) -> Report | Unreadable:
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one report may hold, beyond the contract's own bounds."""
+
+    max_bytes: int = 512 * 1024
+    max_text_chars: int = 4000
+    max_number_digits: int = 40
+    max_number_exponent: int = 40
+
+
+@dataclass(frozen=True, slots=True)
+class Readable:
+    """A report, and the JSON document it was read from (what a signature covers)."""
+
+    report: Report
+    document: dict[str, Any]
+
+
+def read(raw: bytes, limits: Limits) -> Readable | Unreadable:
+    max_bytes = limits.max_bytes
     try:
         document = codec.loads(raw)
     except ValueError as error:  # JSONDecodeError, DuplicateKeyError, UnicodeDecodeError
@@ -110,6 +144,66 @@ def read_report(raw: bytes, max_bytes: int) -> Report | Unreadable:
     if len(raw) > max_bytes:
         return Unreadable((issue("E150", size=len(raw), limit=max_bytes),), **_glean(document))
     try:
-        return Report.model_validate(document)
+        report = Report.model_validate(document)
     except ValidationError as error:
         return Unreadable(contract_issues(error), **_glean(document))
+    oversized = value_issues(report, limits)
+    if oversized:
+        return Unreadable.refused(report, oversized)
+    return Readable(report, document)
+
+
+def read_report(raw: bytes, max_bytes: int, limits: Limits | None = None) -> Report | Unreadable:
+    chosen = limits or Limits(max_bytes=max_bytes)
+    result = read(raw, chosen)
+    return result.report if isinstance(result, Readable) else result
+
+
+_SHOWN_DIGITS = 24
+
+
+def value_issues(report: Report, limits: Limits) -> tuple[Issue, ...]:
+    """E150 for each value beyond the limits: text too long, a number too long or too far
+    from 1 (validation's own bounds then judge the rest)."""
+    found: list[Issue] = []
+    for code, value in report.values.items():
+        field = f"values.{code}"
+        if isinstance(value, str):
+            if len(value) > limits.max_text_chars:
+                found.append(
+                    issue(
+                        "E150.text",
+                        field=field,
+                        indicator=code,
+                        length=len(value),
+                        limit=limits.max_text_chars,
+                    )
+                )
+        elif _too_big(value, limits):
+            found.append(
+                issue(
+                    "E150.number",
+                    field=field,
+                    indicator=code,
+                    value=_shown(value),
+                    digits=limits.max_number_digits,
+                    exponent=limits.max_number_exponent,
+                )
+            )
+    return tuple(found)
+
+
+def _too_big(value: Decimal, limits: Limits) -> bool:
+    digits = len(value.as_tuple().digits)
+    return digits > limits.max_number_digits or not (
+        -limits.max_number_exponent <= value.adjusted() < limits.max_number_exponent
+    )
+
+
+def _shown(value: Decimal) -> str:
+    """The number in scientific notation, its digits cut short: a message stays small."""
+    sign, digits, _ = value.as_tuple()
+    head = "".join(map(str, digits[:_SHOWN_DIGITS]))
+    more = "…" if len(digits) > _SHOWN_DIGITS else ""
+    mantissa = head[0] + ("." + head[1:] if len(head) > 1 else "")
+    return f"{'-' if sign else ''}{mantissa}{more}E{value.adjusted():+d}"

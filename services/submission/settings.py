@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.contracts import Code
 from shared.settings import ServiceSettings
 
 
@@ -13,6 +14,42 @@ class SubmissionSection(BaseModel):
         default=512 * 1024,
         ge=1024,
         description="Largest report accepted (E150 above), under Kafka's 1 MiB message limit.",
+    )
+    sender_authentication: bool = Field(
+        default=False,
+        description="The one switch of sender authentication, for both channels: HTTP "
+        "senders and operators need a bearer credential, and Kafka reports are read only "
+        "from each source's own topic (its principal may write nothing else). Off in the "
+        "local run (plaintext Kafka on loopback), on in deploy/.",
+    )
+    signed_regimes: tuple[Code, ...] = Field(
+        default=(),
+        description="Regimes whose every report must be signed (E142 otherwise), whatever "
+        "the source; a source can also be required to sign everything it sends.",
+    )
+    rate_limit: str = Field(
+        default="120/minute",
+        pattern=r"^\d+/(second|minute|hour)$",
+        description="Reports one source may send over HTTP per window; 429 with "
+        "Retry-After above it.",
+    )
+    max_text_chars: int = Field(
+        default=4000, ge=1, description="Longest text value of an indicator (E150 above)."
+    )
+    max_number_digits: int = Field(
+        default=40,
+        ge=16,
+        description="Most significant digits of a number (E150 above): the exact arithmetic "
+        "downstream costs grow with the digits.",
+    )
+    max_number_exponent: int = Field(
+        default=40,
+        ge=16,
+        description="Largest power of ten of a number, either way (E150 above): 1E+100000 "
+        "is 9 bytes of JSON but a 100 kB number once written out.",
+    )
+    source_partitions: int = Field(
+        default=3, ge=1, description="Partitions of each source's own inbound and outcome topic."
     )
 
 

@@ -11,6 +11,8 @@ from shared import codec
 from shared.contracts import Channel, LockException, Outcome, Report, Status
 from shared.db import Connection
 
+from .senders import Source
+
 
 @dataclass(frozen=True, slots=True)
 class StoredReport:
@@ -19,6 +21,7 @@ class StoredReport:
     channel: Channel
     received_at: datetime
     source: tuple[str, int, int] | None = None  # topic, partition, offset
+    sender: str | None = None  # the authenticated source, when senders are authenticated
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +29,7 @@ class PendingDuplicate:
     report_id: str
     received_at: datetime
     channel: Channel
+    sender: str | None = None
 
 
 async def insert_reports(conn: Connection, reports: Sequence[StoredReport]) -> set[str]:
@@ -35,10 +39,11 @@ async def insert_reports(conn: Connection, reports: Sequence[StoredReport]) -> s
     rows = await conn.fetch(
         """
         INSERT INTO reports (report_id, regime, period, unit, revision, body, channel,
-                             received_at, source_topic, source_partition, source_offset)
+                             received_at, source_topic, source_partition, source_offset,
+                             sender, signature_key_id, signature)
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[],
                              $6::bytea[], $7::text[], $8::timestamptz[], $9::text[],
-                             $10::int[], $11::bigint[])
+                             $10::int[], $11::bigint[], $12::text[], $13::text[], $14::text[])
         ON CONFLICT (report_id) DO NOTHING
         RETURNING report_id
         """,
@@ -53,6 +58,9 @@ async def insert_reports(conn: Connection, reports: Sequence[StoredReport]) -> s
         [s.source[0] if s.source else None for s in reports],
         [s.source[1] if s.source else None for s in reports],
         [s.source[2] if s.source else None for s in reports],
+        [s.sender for s in reports],
+        [s.report.signature.key_id if s.report.signature else None for s in reports],
+        [s.report.signature.value if s.report.signature else None for s in reports],
     )
     return {r["report_id"] for r in rows}
 
@@ -75,6 +83,26 @@ async def stored_from(
         [s[2] for s in sources],
     )
     return {(r["source_topic"], r["source_partition"], r["source_offset"]) for r in rows}
+
+
+async def owners_of(conn: Connection, report_ids: Iterable[str]) -> dict[str, str]:
+    """The sender of each stored report that has one, whatever the channel."""
+    rows = await conn.fetch(
+        "SELECT report_id, sender FROM reports WHERE report_id = ANY($1::text[])"
+        " AND sender IS NOT NULL",
+        list(report_ids),
+    )
+    return {r["report_id"]: r["sender"] for r in rows}
+
+
+async def senders_of(conn: Connection, report_ids: Iterable[str]) -> dict[str, str]:
+    """The authenticated sender of each report received over Kafka that has one."""
+    rows = await conn.fetch(
+        "SELECT report_id, sender FROM reports WHERE report_id = ANY($1::text[])"
+        " AND sender IS NOT NULL AND channel = 'kafka'",
+        list(report_ids),
+    )
+    return {r["report_id"]: r["sender"] for r in rows}
 
 
 async def sources_of(conn: Connection, report_ids: Iterable[str]) -> dict[str, tuple[Any, ...]]:
@@ -108,11 +136,12 @@ async def lock_pending_duplicates(conn: Connection) -> None:
 async def add_pending_duplicates(conn: Connection, pending: Sequence[PendingDuplicate]) -> None:
     if pending:
         await conn.execute(
-            "INSERT INTO pending_duplicates (report_id, received_at, channel) "
-            "SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[])",
+            "INSERT INTO pending_duplicates (report_id, received_at, channel, sender) "
+            "SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[])",
             [p.report_id for p in pending],
             [p.received_at for p in pending],
             [p.channel.value for p in pending],
+            [p.sender for p in pending],
         )
 
 
@@ -121,10 +150,13 @@ async def take_pending_duplicates(
 ) -> list[PendingDuplicate]:
     rows = await conn.fetch(
         "DELETE FROM pending_duplicates WHERE report_id = ANY($1::text[]) "
-        "RETURNING report_id, received_at, channel",
+        "RETURNING report_id, received_at, channel, sender",
         list(report_ids),
     )
-    return [PendingDuplicate(r["report_id"], r["received_at"], Channel(r["channel"])) for r in rows]
+    return [
+        PendingDuplicate(r["report_id"], r["received_at"], Channel(r["channel"]), r["sender"])
+        for r in rows
+    ]
 
 
 async def save_verdicts(
@@ -168,11 +200,23 @@ async def report_state(conn: Connection, report_id: str) -> tuple[datetime | Non
     return row["received_at"], outcome
 
 
-CONTRACT_CODES = frozenset({"E100", "E150"})
+# Verdicts given before the input was a stored report: a sender refused (E140-E142) can
+# name any report id, and must never overwrite the verdict on a report really stored.
+async def report_unit(conn: Connection, report_id: str) -> str | None:
+    """The unit of a stored report, or of the verdict given on it."""
+    unit: str | None = await conn.fetchval(
+        "SELECT coalesce((SELECT unit FROM reports WHERE report_id = $1),"
+        " (SELECT outcome->>'unit' FROM verdicts WHERE report_id = $1))",
+        report_id,
+    )
+    return unit
+
+
+CONTRACT_CODES = frozenset({"E100", "E140", "E141", "E142", "E150"})
 
 
 def is_contract_only(outcome: Outcome) -> bool:
-    """A verdict given before the input was a report at all (it never reached validation)."""
+    """A verdict given before the input was a stored report (it never reached validation)."""
     return outcome.status is Status.REJECTED and all(
         i.code in CONTRACT_CODES for i in outcome.issues
     )
@@ -222,4 +266,215 @@ async def lock_exceptions(
             ),
         )
         for r in rows
+    ]
+
+
+# --- senders, operators and their audit log ----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRow:
+    name: str
+    units: tuple[str, ...]
+    signatures_required: bool
+    created_at: datetime
+    rotated_at: datetime | None
+    revoked_at: datetime | None
+    keys: tuple[str, ...]
+
+
+async def active_sources(conn: Connection, names: Iterable[str]) -> dict[str, Source]:
+    """The named sources that are not revoked, with their keys that are not revoked."""
+    rows = await conn.fetch(
+        "SELECT s.name, s.units, s.credential_hash, s.signatures_required,"
+        " coalesce(array_agg(k.key_id) FILTER (WHERE k.key_id IS NOT NULL), '{}') AS key_ids,"
+        " coalesce(array_agg(k.public_key) FILTER (WHERE k.key_id IS NOT NULL), '{}') AS keys"
+        " FROM sources s LEFT JOIN source_keys k"
+        " ON k.source = s.name AND k.revoked_at IS NULL"
+        " WHERE s.name = ANY($1::text[]) AND s.revoked_at IS NULL"
+        " GROUP BY s.name",
+        list(names),
+    )
+    return {
+        r["name"]: Source(
+            name=r["name"],
+            units=frozenset(r["units"]),
+            credential_hash=r["credential_hash"],
+            signatures_required=r["signatures_required"],
+            keys=dict(zip(r["key_ids"], (bytes(k) for k in r["keys"]), strict=True)),
+        )
+        for r in rows
+    }
+
+
+async def insert_source(
+    conn: Connection,
+    name: str,
+    units: Sequence[str],
+    credential_hash: str,
+    signed: bool,
+    at: datetime,
+) -> bool:
+    """Register a source; False when the name is taken (even by a revoked source)."""
+    inserted = await conn.fetchval(
+        "INSERT INTO sources (name, units, credential_hash, signatures_required, created_at)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING RETURNING name",
+        name,
+        list(units),
+        credential_hash,
+        signed,
+        at,
+    )
+    return inserted is not None
+
+
+async def set_source_credential(
+    conn: Connection, name: str, credential_hash: str, at: datetime
+) -> bool:
+    done = await conn.fetchval(
+        "UPDATE sources SET credential_hash = $2, rotated_at = $3"
+        " WHERE name = $1 AND revoked_at IS NULL RETURNING name",
+        name,
+        credential_hash,
+        at,
+    )
+    return done is not None
+
+
+async def revoke_source(conn: Connection, name: str, at: datetime) -> bool:
+    done = await conn.fetchval(
+        "UPDATE sources SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL RETURNING name",
+        name,
+        at,
+    )
+    return done is not None
+
+
+async def insert_source_key(
+    conn: Connection, source: str, key_id: str, public_key: bytes, at: datetime
+) -> bool:
+    """Register a public key; False when the source has that key id already."""
+    done = await conn.fetchval(
+        "INSERT INTO source_keys (source, key_id, public_key, added_at)"
+        " SELECT $1, $2, $3, $4 WHERE EXISTS"
+        " (SELECT 1 FROM sources WHERE name = $1 AND revoked_at IS NULL)"
+        " ON CONFLICT (source, key_id) DO NOTHING RETURNING key_id",
+        source,
+        key_id,
+        public_key,
+        at,
+    )
+    return done is not None
+
+
+async def revoke_source_key(conn: Connection, source: str, key_id: str, at: datetime) -> bool:
+    done = await conn.fetchval(
+        "UPDATE source_keys SET revoked_at = $3"
+        " WHERE source = $1 AND key_id = $2 AND revoked_at IS NULL RETURNING key_id",
+        source,
+        key_id,
+        at,
+    )
+    return done is not None
+
+
+async def sources(conn: Connection) -> list[SourceRow]:
+    rows = await conn.fetch(
+        "SELECT s.name, s.units, s.signatures_required, s.created_at, s.rotated_at,"
+        " s.revoked_at, coalesce(array_agg(k.key_id ORDER BY k.key_id)"
+        " FILTER (WHERE k.key_id IS NOT NULL), '{}') AS keys"
+        " FROM sources s LEFT JOIN source_keys k ON k.source = s.name AND k.revoked_at IS NULL"
+        " GROUP BY s.name ORDER BY s.name"
+    )
+    return [
+        SourceRow(
+            r["name"],
+            tuple(r["units"]),
+            r["signatures_required"],
+            r["created_at"],
+            r["rotated_at"],
+            r["revoked_at"],
+            tuple(r["keys"]),
+        )
+        for r in rows
+    ]
+
+
+async def operator_hash(conn: Connection, name: str) -> str | None:
+    found: str | None = await conn.fetchval(
+        "SELECT credential_hash FROM operators WHERE name = $1 AND revoked_at IS NULL", name
+    )
+    return found
+
+
+async def insert_operator(conn: Connection, name: str, credential_hash: str, at: datetime) -> bool:
+    done = await conn.fetchval(
+        "INSERT INTO operators (name, credential_hash, created_at) VALUES ($1, $2, $3)"
+        " ON CONFLICT (name) DO NOTHING RETURNING name",
+        name,
+        credential_hash,
+        at,
+    )
+    return done is not None
+
+
+async def set_operator_credential(
+    conn: Connection, name: str, credential_hash: str, at: datetime
+) -> bool:
+    done = await conn.fetchval(
+        "UPDATE operators SET credential_hash = $2, rotated_at = $3"
+        " WHERE name = $1 AND revoked_at IS NULL RETURNING name",
+        name,
+        credential_hash,
+        at,
+    )
+    return done is not None
+
+
+async def revoke_operator(conn: Connection, name: str, at: datetime) -> bool:
+    done = await conn.fetchval(
+        "UPDATE operators SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL"
+        " RETURNING name",
+        name,
+        at,
+    )
+    return done is not None
+
+
+async def operators(conn: Connection) -> list[tuple[str, datetime, datetime | None]]:
+    rows = await conn.fetch("SELECT name, created_at, revoked_at FROM operators ORDER BY name")
+    return [(r["name"], r["created_at"], r["revoked_at"]) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any]
+
+
+async def audit(conn: Connection, entry: AuditEntry) -> None:
+    """Record an operator's action; call inside the transaction of the action itself."""
+    await conn.execute(
+        "INSERT INTO audit_log (at, actor, action, target, details) VALUES ($1, $2, $3, $4, $5)",
+        entry.at,
+        entry.actor,
+        entry.action,
+        entry.target,
+        entry.details,
+    )
+
+
+async def audit_entries(conn: Connection, target: str | None, limit: int) -> list[AuditEntry]:
+    rows = await conn.fetch(
+        "SELECT at, actor, action, target, details FROM audit_log"
+        " WHERE $1::text IS NULL OR target = $1 ORDER BY id DESC LIMIT $2",
+        target,
+        limit,
+    )
+    return [
+        AuditEntry(r["at"], r["actor"], r["action"], r["target"], r["details"])
+        for r in reversed(rows)
     ]

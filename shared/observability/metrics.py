@@ -73,6 +73,14 @@ class Metrics:
             ["channel", "code"],
             registry=registry,
         )
+        self.senders_refused = Counter(
+            "baocao_senders_refused_total",
+            "Reports refused before they were stored because of their sender: not "
+            "authenticated (E140), not its unit (E141), signature missing or wrong (E142); "
+            "and requests over a sender's rate limit (code 429).",
+            ["channel", "code"],
+            registry=registry,
+        )
         self.verdicts = Counter(
             "baocao_report_verdicts_total",
             "Verdicts, by regime and status (accepted, rejected).",
@@ -220,6 +228,8 @@ class Metrics:
     def prepare_intake(self, regimes: Sequence[str]) -> None:
         for channel in (c.value for c in Channel):
             self.duplicates.labels(channel=channel)
+            for code in ("E140", "E141", "E142"):
+                self.senders_refused.labels(channel=channel, code=code)
             for regime in (*regimes, UNKNOWN_REGIME):
                 self.reports_received.labels(regime=regime, channel=channel)
 

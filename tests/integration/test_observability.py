@@ -153,7 +153,9 @@ async def test_aggregation_exports_the_progress_of_open_periods_and_its_lag(
             q1 = (("period", "2026-Q1"), ("regime", "KSTT-TTHC"))
             lag = samples(text, "baocao_consumer_lag_messages")
             caught_up = lag and set(lag.values()) == {0}
-            return text if missing.get(q1) == 17 - 3 and caught_up else None
+            # The backlog is sampled on a timer: it reads 0 once the relay has sent everything.
+            relayed = samples(text, "baocao_outbox_backlog").get(()) == 0
+            return text if missing.get(q1) == 17 - 3 and caught_up and relayed else None
 
         text = await eventually(exported, timeout=60)
     q1 = (("period", "2026-Q1"), ("regime", "KSTT-TTHC"))

@@ -155,7 +155,7 @@ async def test_a_duplicate_recorded_while_its_verdict_is_being_stored_is_still_a
     config = settings(namespace, kafka_bootstrap, postgres_dsn)
     runtime = Runtime("submission", config, MIGRATIONS)
     await runtime.start()
-    ingest = Ingest(runtime, config.submission.max_report_bytes)
+    ingest = Ingest(runtime, config.submission)
     report = factories.report()
     raw = codec.dumps(report)
     inbound = config.kafka.topic(INBOUND)
@@ -205,7 +205,7 @@ async def test_a_batch_read_again_stores_and_forwards_nothing_more(
     config = settings(namespace, kafka_bootstrap, postgres_dsn)
     runtime = Runtime("submission", config, MIGRATIONS)
     await runtime.start()
-    ingest = Ingest(runtime, config.submission.max_report_bytes)
+    ingest = Ingest(runtime, config.submission)
     first, second = factories.report(), factories.report(unit="TB.HH.N01")
     batch = records(
         config.kafka.topic(INBOUND), codec.dumps(first), codec.dumps(second), codec.dumps(first)

@@ -11,6 +11,7 @@ from services.topics.cli import provision
 from services.topics.plan import DAY_MS
 from services.topics.settings import TopicsSettings
 from shared.settings import KafkaSettings
+from tests.harness import eventually
 
 
 async def test_provisioning_is_idempotent_and_repairs_drift(
@@ -35,9 +36,15 @@ async def test_provisioning_is_idempotent_and_repairs_drift(
         await admin.alter_configs(
             [ConfigResource(ConfigResourceType.TOPIC, inbound, configs=drift)]
         )
+
+        async def drifted() -> bool:
+            # A configuration change reaches the broker's metadata a moment after it is made.
+            state = (await read_state(admin, [inbound]))[inbound]
+            return state.configs["retention.ms"] == "60000"
+
+        await eventually(drifted)
         dry = await provision(settings, dry_run=True)
         assert [c.topic for c in dry.reconfigure] == [inbound]
-        assert (await read_state(admin, [inbound]))[inbound].configs["retention.ms"] == "60000"
 
         repaired = await provision(settings, dry_run=False)
 

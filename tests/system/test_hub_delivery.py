@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -31,7 +30,8 @@ import pytest
 from shared.catalog import load_catalog
 from shared.contracts import DeliveryOutcome
 from shared.settings import REPO_ROOT
-from tests.harness import eventually
+from tests.conftest import fresh_namespace
+from tests.harness import drop_namespace, eventually
 from tests.system.delivery_audit import (
     Pipeline,
     ReportFeed,
@@ -60,8 +60,9 @@ def stack(
         "BAOCAO_CONNECTOR__RECONCILE_INTERVAL_S": "30",
     }
     logs: Path = tmp_path_factory.mktemp("hub_delivery")
+    prefix = fresh_namespace()
     running = Stack(
-        f"t{uuid.uuid4().hex[:10]}_",
+        prefix,
         kafka_bootstrap,
         postgres_dsn,
         logs,
@@ -73,6 +74,7 @@ def stack(
         yield running
     finally:
         running.stop_all()
+        drop_namespace(prefix, kafka_bootstrap, postgres_dsn)
 
 
 @pytest.fixture(scope="module")

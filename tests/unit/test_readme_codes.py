@@ -1,26 +1,33 @@
 """The README's table of issue codes shows what the system really emits.
 
-Proves: for every code E100..E130 and E150, the example issue object in the README (the
-JSON block under "Issue codes") is exactly the issue the system gives today for the
-example input the table names: E100 and E150 from submission's reading of the bytes, the
-others from validation on the shipped catalog, with the clock at 2026-03-16 10:00 in
-Vietnam. A change of wording in `shared/messages.py` must be carried to the README.
+Proves: for every code E100..E150, the example issue object in the README (the JSON
+block under "Issue codes") is exactly the issue the system gives today for the example
+input the table names: E100 and E150 from submission's reading of the bytes, E140 from its
+check of the credential, E141 and E142 from its check of the sender (a source registered
+for TB.DH.N01; KSTT-TTHC to be signed), the others from validation on the shipped
+catalog, with the clock at 2026-03-16 10:00 in Vietnam. A change of wording in
+`shared/messages.py` must be carried to the README.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from services.submission.access import Access, Denied
 from services.submission.intake import Unreadable, read_report
+from services.submission.senders import Source, admit
 from services.validation.rules import Facts, RuleBook, validate
+from shared import codec
 from shared.catalog import load_catalog
-from shared.contracts import Issue
+from shared.contracts import Issue, Report
 from shared.settings import REPO_ROOT
 from tests import factories
 
@@ -55,13 +62,31 @@ def unreadable(raw: bytes) -> Issue:
     return found
 
 
+def not_authenticated() -> Issue:
+    async def check() -> Denied | Source:
+        # No credential at all: refused before the database is asked anything.
+        return await Access(True, "1/second").source(None, None, "127.0.0.1")  # type: ignore[arg-type]
+
+    denied = asyncio.run(check())
+    assert isinstance(denied, Denied)
+    assert denied.issue is not None
+    return denied.issue
+
+
+def refused_sender(signed_regimes: frozenset[str], **overrides: Any) -> Issue:
+    document = codec.loads(factories.report_json(**overrides))
+    source = Source("motcua-test", frozenset({"TB.DH.N01"}), "hash")
+    (found,) = admit(source, Report.model_validate(document), document, signed_regimes)
+    return found
+
+
 def without_unit() -> bytes:
     document = json.loads(factories.report_json())
     del document["unit"]
     return json.dumps(document).encode()
 
 
-EXAMPLES = {
+EXAMPLES: dict[str, Callable[[], Issue]] = {
     "E100": lambda: unreadable(without_unit()),
     "E101": lambda: judged(regime="KSTT-XYZ"),
     "E102": lambda: judged(unit="TB.DH.N99"),
@@ -79,6 +104,9 @@ EXAMPLES = {
     "E114": lambda: judged(values=kstt(ON_TIME_RATE=Decimal("91.67"))),
     "E120": lambda: judged(values=kstt(CARRIED_OVER=Decimal(6))),
     "E130": lambda: judged(Facts(latest_accepted_revision=2), revision=1),
+    "E140": not_authenticated,
+    "E141": lambda: refused_sender(frozenset(), unit="TB.DH.N02"),
+    "E142": lambda: refused_sender(frozenset({"KSTT-TTHC"})),
     "E150": lambda: unreadable(b"x" * 600_000),
 }
 

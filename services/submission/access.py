@@ -1,0 +1,94 @@
+"""Who is calling: a source over HTTP (its bearer credential), an operator (theirs).
+
+With sender authentication off (the local run), nobody is asked for a credential, as
+before it existed. With it on, `POST /v1/reports` needs a source's credential (E140
+without one or with a bad one) and every operator endpoint an operator's. Failed checks
+are counted per client address and refused with 429 past a limit: each costs an Argon2id
+verification, which must not become a way to load the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from pydantic import SecretStr
+
+from shared.contracts import Issue
+from shared.db import Pool
+from shared.logging import get_logger
+from shared.messages import issue
+
+from . import credentials, store
+from .rates import RateLimit
+from .senders import Source
+
+log = get_logger(__name__)
+
+# Failed credential checks one client address may make per minute.
+FAILED_CHECKS = "20/minute"
+
+
+@dataclass(frozen=True, slots=True)
+class Denied:
+    """A refused caller: the issue to answer with, or the seconds to wait (429)."""
+
+    issue: Issue | None = None
+    retry_after: int | None = None
+
+
+class Access:
+    def __init__(self, enabled: bool, rate_limit: str) -> None:
+        self.enabled = enabled
+        self.reports = RateLimit(rate_limit)
+        self._failures = RateLimit(FAILED_CHECKS)
+        self._verified = credentials.VerifiedCredentials()
+        # Argon2id uses 64 MiB and most of a core: a few at a time, whatever the load.
+        self._hashing = asyncio.Semaphore(2)
+
+    async def _verify(self, stored_hash: str, credential: str) -> bool:
+        if self._verified.known(stored_hash, credential):
+            return True
+        async with self._hashing:
+            ok = await asyncio.to_thread(credentials.matches, stored_hash, credential)
+        if ok:
+            self._verified.remember(stored_hash, credential)
+        return ok
+
+    async def source(
+        self, pool: Pool, credential: SecretStr | None, client: str
+    ) -> Source | Denied:
+        if credential is None:
+            return Denied(issue("E140", field="(header) Authorization"))
+        wait = self._failures.exceeded(client)
+        if wait is not None:
+            return Denied(retry_after=wait)
+        secret = credential.get_secret_value()
+        owner = credentials.owner_of(secret)
+        found = None
+        if owner is not None:
+            async with pool.acquire() as conn:
+                found = (await store.active_sources(conn, [owner])).get(owner)
+        if found is None or not await self._verify(found.credential_hash, secret):
+            self._failures.take(client)
+            log.info("sender_not_authenticated", claimed=owner, client=client)
+            return Denied(issue("E140.bad", field="(header) Authorization"))
+        return found
+
+    async def operator(self, pool: Pool, credential: SecretStr | None, client: str) -> str | Denied:
+        if credential is None:
+            return Denied(issue("E140", field="(header) Authorization"))
+        wait = self._failures.exceeded(client)
+        if wait is not None:
+            return Denied(retry_after=wait)
+        secret = credential.get_secret_value()
+        owner = credentials.owner_of(secret)
+        stored = None
+        if owner is not None:
+            async with pool.acquire() as conn:
+                stored = await store.operator_hash(conn, owner)
+        if owner is None or stored is None or not await self._verify(stored, secret):
+            self._failures.take(client)
+            log.info("operator_not_authenticated", claimed=owner, client=client)
+            return Denied(issue("E140.bad", field="(header) Authorization"))
+        return owner

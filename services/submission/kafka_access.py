@@ -1,0 +1,175 @@
+"""Each source's own Kafka topics and the ACLs that bind its principal to them.
+
+A Kafka consumer cannot see which principal produced a record, so the binding of a
+sender to its reports comes from the broker: with sender authentication on, source `s`
+writes to `reports.inbound.v1.s`, the only topic its principal may WRITE, and reads its
+verdicts from `reports.outcomes.v1.s`, the only topic it may READ (with consumer groups
+named `s...`). Submission reads every `reports.inbound.v1.<source>` topic by pattern and
+takes the sender from the topic's name; what a record claims (`source`, `unit`) is then
+checked against that sender's registration. The shared `reports.inbound.v1` stays for the
+local run without authentication, and no source may write it.
+
+ACLs go through the Kafka admin protocol (CreateAcls v1, which every broker since 2.0
+serves); aiokafka has the request but no public method for it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import IntEnum
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+from aiokafka.protocol.admin import CreateAclsRequest
+
+from shared.contracts import INBOUND, OUTCOMES
+from shared.kafka_client import client_options
+from shared.logging import get_logger
+from shared.settings import KafkaSettings
+
+log = get_logger(__name__)
+
+TOPIC_ALREADY_EXISTS = 36
+
+
+class ResourceType(IntEnum):
+    TOPIC = 2
+    GROUP = 3
+
+
+class PatternType(IntEnum):
+    LITERAL = 3
+    PREFIXED = 4
+
+
+class Operation(IntEnum):
+    READ = 3
+    WRITE = 4
+    DESCRIBE = 8
+
+
+ALLOW = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Acl:
+    """One ALLOW rule: `principal` may do `operation` on the resource, from any host."""
+
+    resource_type: ResourceType
+    resource: str
+    pattern: PatternType
+    principal: str
+    operation: Operation
+
+
+def inbound_topic(kafka: KafkaSettings, source: str) -> str:
+    return kafka.topic(f"{INBOUND.name}.{source}")
+
+
+def outcomes_topic(kafka: KafkaSettings, source: str) -> str:
+    return kafka.topic(f"{OUTCOMES.name}.{source}")
+
+
+def inbound_pattern(kafka: KafkaSettings) -> str:
+    """Every source's inbound topic, and neither the shared one nor its dead letters."""
+    prefix = re.escape(kafka.topic(INBOUND.name) + ".")
+    return f"^{prefix}(?!dlq$)[a-z0-9](?:[a-z0-9-]{{0,62}}[a-z0-9])?$"
+
+
+def sender_of(kafka: KafkaSettings, topic: str) -> str | None:
+    """The source whose own inbound topic `topic` is, or None."""
+    if re.match(inbound_pattern(kafka), topic) is None:
+        return None
+    return topic[len(kafka.topic(INBOUND.name)) + 1 :]
+
+
+def source_acls(kafka: KafkaSettings, source: str, principal: str) -> list[Acl]:
+    """What a source's principal may do: write its inbound topic, read its outcomes."""
+    user = f"User:{principal}"
+    inbound = inbound_topic(kafka, source)
+    outcomes = outcomes_topic(kafka, source)
+    return [
+        Acl(ResourceType.TOPIC, inbound, PatternType.LITERAL, user, Operation.WRITE),
+        Acl(ResourceType.TOPIC, inbound, PatternType.LITERAL, user, Operation.DESCRIBE),
+        Acl(ResourceType.TOPIC, outcomes, PatternType.LITERAL, user, Operation.READ),
+        Acl(ResourceType.TOPIC, outcomes, PatternType.LITERAL, user, Operation.DESCRIBE),
+        Acl(ResourceType.GROUP, kafka.topic(source), PatternType.PREFIXED, user, Operation.READ),
+    ]
+
+
+def source_topics(kafka: KafkaSettings, source: str, partitions: int) -> list[NewTopic]:
+    configs = {}
+    if kafka.min_insync_replicas is not None:
+        configs["min.insync.replicas"] = str(kafka.min_insync_replicas)
+    return [
+        NewTopic(name, partitions, kafka.replication_factor, topic_configs=configs)
+        for name in (inbound_topic(kafka, source), outcomes_topic(kafka, source))
+    ]
+
+
+async def create_topics(admin: AIOKafkaAdminClient, topics: list[NewTopic]) -> list[str]:
+    """Create the topics that do not exist yet; returns those created."""
+    existing = set(await admin.list_topics())
+    missing = [t for t in topics if t.name not in existing]
+    if not missing:
+        return []
+    response = await admin.create_topics(missing)
+    created = []
+    for name, code, *_ in response.topic_errors:
+        if code not in (0, TOPIC_ALREADY_EXISTS):
+            raise KafkaError(f"creating topic {name} failed with error {code}")
+        if code == 0:
+            created.append(name)
+    return created
+
+
+async def create_acls(admin: AIOKafkaAdminClient, acls: list[Acl]) -> None:
+    for acl in acls:
+        request = CreateAclsRequest(
+            acl.resource_type, acl.resource, acl.pattern, acl.principal, "*", acl.operation, ALLOW
+        )
+        response = await admin._send_request(request)
+        for code, message in response.creation_responses:
+            if code:
+                raise KafkaError(f"creating ACL {acl} failed with error {code}: {message}")
+
+
+async def provision_source(
+    kafka: KafkaSettings, source: str, principal: str, partitions: int
+) -> tuple[list[str], list[Acl]]:
+    """Create a source's two topics and its ACLs (idempotent); needs an admin's login."""
+    admin = AIOKafkaAdminClient(**client_options(kafka))
+    await admin.start()
+    try:
+        created = await create_topics(admin, source_topics(kafka, source, partitions))
+        acls = source_acls(kafka, source, principal)
+        await create_acls(admin, acls)
+    finally:
+        await admin.close()
+    return created, acls
+
+
+class SourceTopics:
+    """Makes sure each sender's outcome topic exists before a verdict is queued for it: the
+    outbox relays in order, and a message to a missing topic would hold every later one."""
+
+    def __init__(self, kafka: KafkaSettings, partitions: int) -> None:
+        self._kafka = kafka
+        self._partitions = partitions
+        self._known: set[str] = set()
+
+    async def ensure(self, senders: set[str]) -> None:
+        missing = senders - self._known
+        if not missing:
+            return
+        admin = AIOKafkaAdminClient(**client_options(self._kafka))
+        await admin.start()
+        try:
+            topics = [t for s in missing for t in source_topics(self._kafka, s, self._partitions)]
+            created = await create_topics(admin, topics)
+        finally:
+            await admin.close()
+        if created:
+            log.info("source_topics_created", topics=created)
+        self._known |= missing

@@ -1,0 +1,235 @@
+"""Operators' command line for sources, operators and the audit log:
+
+    python -m services.submission sources create NAME --unit U [--unit U ...]
+                                                 [--signatures-required] [--kafka]
+    python -m services.submission sources list | rotate NAME | revoke NAME
+    python -m services.submission sources add-key NAME --key-id K --public-key FILE|BASE64
+    python -m services.submission sources revoke-key NAME --key-id K
+    python -m services.submission sources kafka-access NAME [--principal P]
+    python -m services.submission operators create NAME | rotate NAME | revoke NAME | list
+    python -m services.submission audit list [--target source:NAME] [--limit N]
+
+It works on submission's PostgreSQL schema directly (the `BAOCAO_POSTGRES__*` settings),
+so the first operator can be created before anyone can call the operator API: whoever can
+run it holds the database's credentials. Every action is written to the audit log with the
+login that ran it (`--actor` to name someone else). A new credential is printed once, on
+standard output alone, and never again: store it in the local system's secret store.
+`--kafka` and `kafka-access` create the source's two topics and its ACLs with the
+`BAOCAO_KAFKA__*` login, which must be allowed to (the topic job's admin user).
+Exit status: 0 done, 1 refused (the reason is printed), 2 a server could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from pydantic import SecretStr
+
+from shared.catalog import load_catalog
+from shared.clock import TIMEZONE
+from shared.db import Connection, Pool, create_pool, migrate
+
+from . import registry, store
+from .kafka_access import inbound_topic, outcomes_topic, provision_source
+from .registry import RegistryError
+from .settings import SubmissionSettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+COMMANDS = ("sources", "operators", "audit")
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="python -m services.submission")
+    commands = root.add_subparsers(dest="command", required=True)
+
+    sources = commands.add_parser("sources", help="local systems that may send reports")
+    actions = sources.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="register a source; prints its credential once")
+    create.add_argument("name", help="lowercase letters, digits, hyphens, e.g. motcua-donghung")
+    create.add_argument(
+        "--unit", action="append", required=True, help="a unit it may report for (repeat)"
+    )
+    create.add_argument(
+        "--signatures-required", action="store_true", help="every report must be signed"
+    )
+    create.add_argument(
+        "--kafka", action="store_true", help="also create its Kafka topics and ACLs"
+    )
+    create.add_argument("--principal", help="its Kafka user (default: the source's name)")
+    actions.add_parser("list", help="every source, its units and keys")
+    for verb, text in (("rotate", "issue a new credential (the old one stops at once)"),
+                       ("revoke", "stop the source for good")):  # fmt: skip
+        actions.add_parser(verb, help=text).add_argument("name")
+    add_key = actions.add_parser("add-key", help="register an Ed25519 public key")
+    add_key.add_argument("name")
+    add_key.add_argument("--key-id", required=True)
+    add_key.add_argument(
+        "--public-key", required=True, help="a PEM file, or the 32 raw bytes in Base64"
+    )
+    revoke_key = actions.add_parser("revoke-key", help="stop accepting a key's signatures")
+    revoke_key.add_argument("name")
+    revoke_key.add_argument("--key-id", required=True)
+    kafka = actions.add_parser("kafka-access", help="create its Kafka topics and ACLs")
+    kafka.add_argument("name")
+    kafka.add_argument("--principal", help="its Kafka user (default: the source's name)")
+
+    operators = commands.add_parser("operators", help="who may call the operator API")
+    verbs = operators.add_subparsers(dest="action", required=True)
+    for verb in ("create", "rotate", "revoke"):
+        verbs.add_parser(verb).add_argument("name")
+    verbs.add_parser("list")
+
+    audit = commands.add_parser("audit", help="operators' actions: who, when, what")
+    audit_actions = audit.add_subparsers(dest="action", required=True)
+    listing = audit_actions.add_parser("list")
+    listing.add_argument("--target", help="e.g. source:motcua-donghung or operator:an")
+    listing.add_argument("--limit", type=int, default=100)
+
+    for command in (sources, operators, audit):
+        command.add_argument("--actor", default=getpass.getuser(), help="recorded as who acted")
+    return root
+
+
+def _show_credential(name: str, credential: SecretStr, out: TextIO, err: TextIO) -> None:
+    print(f"credential of {name} (shown once; store it now):", file=err)
+    print(credential.get_secret_value(), file=out)
+
+
+async def _run(
+    args: argparse.Namespace, settings: SubmissionSettings, out: TextIO, err: TextIO
+) -> int:
+    pool: Pool = await create_pool(
+        settings.postgres, settings.postgres.schema_name("submission"), deadline_s=10
+    )
+    try:
+        await migrate(pool, MIGRATIONS)
+        async with pool.acquire() as conn:
+            return await _act(args, settings, conn, out, err)
+    finally:
+        await pool.close()
+
+
+async def _act(
+    args: argparse.Namespace,
+    settings: SubmissionSettings,
+    conn: Connection,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    now = settings.clock().now()
+    actor = args.actor
+    command, action = args.command, args.action
+    if command == "sources" and action == "create":
+        catalog = load_catalog(settings.catalog_dir)
+        credential = await registry.create_source(
+            conn,
+            catalog,
+            name=args.name,
+            units=args.unit,
+            signatures_required=args.signatures_required,
+            actor=actor,
+            at=now,
+        )
+        _show_credential(args.name, credential, out, err)
+        if args.kafka:
+            await _kafka_access(settings, args.name, args.principal or args.name, err)
+    elif command == "sources" and action == "list":
+        for row in await store.sources(conn):
+            state = "revoked" if row.revoked_at else "active"
+            signed = " signatures-required" if row.signatures_required else ""
+            keys = ",".join(row.keys) or "-"
+            print(
+                f"{row.name}  {state}{signed}  units={','.join(row.units)}  keys={keys}", file=out
+            )
+    elif command == "sources" and action == "rotate":
+        credential = await registry.rotate_source(conn, name=args.name, actor=actor, at=now)
+        _show_credential(args.name, credential, out, err)
+    elif command == "sources" and action == "revoke":
+        await registry.revoke_source(conn, name=args.name, actor=actor, at=now)
+        print(f"source {args.name} revoked", file=out)
+    elif command == "sources" and action == "add-key":
+        text = await asyncio.to_thread(_file_or_text, args.public_key)
+        await registry.add_key(
+            conn, source=args.name, key_id=args.key_id, public_key=text, actor=actor, at=now
+        )
+        print(f"key {args.key_id} of {args.name} registered", file=out)
+    elif command == "sources" and action == "revoke-key":
+        await registry.revoke_key(conn, source=args.name, key_id=args.key_id, actor=actor, at=now)
+        print(f"key {args.key_id} of {args.name} revoked", file=out)
+    elif command == "sources" and action == "kafka-access":
+        await _kafka_access(settings, args.name, args.principal or args.name, err)
+    elif command == "operators" and action == "list":
+        for name, created_at, revoked_at in await store.operators(conn):
+            state = (
+                f"revoked {revoked_at.astimezone(TIMEZONE):%Y-%m-%d}" if revoked_at else "active"
+            )
+            print(f"{name}  {state}  since {created_at.astimezone(TIMEZONE):%Y-%m-%d}", file=out)
+    elif command == "operators":
+        change = {
+            "create": registry.create_operator,
+            "rotate": registry.rotate_operator,
+        }.get(action)
+        if change is not None:
+            _show_credential(
+                args.name, await change(conn, name=args.name, actor=actor, at=now), out, err
+            )
+        else:
+            await registry.revoke_operator(conn, name=args.name, actor=actor, at=now)
+            print(f"operator {args.name} revoked", file=out)
+    else:
+        for entry in await store.audit_entries(conn, args.target, args.limit):
+            when = entry.at.astimezone(TIMEZONE).isoformat()
+            print(
+                f"{when}  {entry.actor}  {entry.action}  {entry.target}  {entry.details}", file=out
+            )
+    return 0
+
+
+def _file_or_text(text: str) -> str:
+    path = Path(text)
+    if len(text) < 1024 and path.is_file():
+        return path.read_text(encoding="utf-8")
+    return text
+
+
+async def _kafka_access(
+    settings: SubmissionSettings, name: str, principal: str, err: TextIO
+) -> None:
+    kafka = settings.kafka
+    created, acls = await provision_source(
+        kafka, name, principal, settings.submission.source_partitions
+    )
+    print(
+        f"kafka: {principal} may write {inbound_topic(kafka, name)} and read"
+        f" {outcomes_topic(kafka, name)} (groups {kafka.topic(name)}*); {len(acls)} ACLs,"
+        f" topics created: {', '.join(created) or 'none (they existed)'}",
+        file=err,
+    )
+
+
+async def run(
+    argv: Sequence[str],
+    settings: SubmissionSettings,
+    *,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return await _run(args, settings, out, err)
+    except RegistryError as error:
+        print(f"refused: {error}", file=err)
+        return 1
+    except OSError as error:
+        print(f"cannot reach a server: {error}", file=err)
+        return 2
+
+
+def main(argv: Sequence[str], *, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    return asyncio.run(run(argv, SubmissionSettings(), out=out, err=err))

@@ -1,0 +1,155 @@
+"""Sender authentication over Kafka, on a broker that authenticates with SASL/SCRAM-SHA-512
+and authorizes with ACLs: each source's principal may write only its own inbound topic and
+read only its own outcomes; submission takes the sender from the topic, refuses a report
+for another unit (E141) to the sender alone, stores none it refuses, and sends every
+verdict on a source's reports to that source's own topic."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka.errors import (
+    GroupAuthorizationFailedError,
+    KafkaError,
+    TopicAuthorizationFailedError,
+)
+
+from services.submission import registry_cli
+from services.submission.app import build_app
+from services.submission.kafka_access import inbound_topic, outcomes_topic
+from services.submission.settings import SubmissionSection, SubmissionSettings
+from shared import codec
+from shared.contracts import INBOUND, OUTCOMES, RECEIVED, Outcome, ReceivedReport, Status
+from shared.settings import PostgresSettings
+from tests import factories
+from tests.harness import eventually, running
+from tests.secure_broker import SecureBroker, secure_broker
+
+NOW = datetime.fromisoformat("2026-03-16T10:00:00+07:00")
+SOURCES = {"motcua-a": "TB.DH.N01", "motcua-b": "TB.DH.N02"}
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
+    with secure_broker(tmp_path_factory.mktemp("secure-kafka"), list(SOURCES)) as running_broker:
+        yield running_broker
+
+
+async def deliver(broker: SecureBroker, user: str, topic: str, values: list[bytes]) -> None:
+    producer = broker.producer(user)
+    await producer.start()
+    try:
+        await asyncio.gather(*[await producer.send(topic, value) for value in values])
+    finally:
+        await producer.stop()
+
+
+async def read(broker: SecureBroker, user: str, topic: str, group: str, count: int) -> list[Any]:
+    consumer = broker.consumer(user, topic, group)
+    await consumer.start()
+    seen: list[Any] = []
+    try:
+
+        async def enough() -> list[Any] | None:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                seen.extend(records)
+            return seen if len(seen) >= count else None
+
+        return await eventually(enough, timeout=60)
+    finally:
+        await consumer.stop()
+
+
+async def refused_read(broker: SecureBroker, user: str, topic: str, group: str) -> KafkaError:
+    consumer = broker.consumer(user, topic, group)
+    try:
+        await consumer.start()
+        async with asyncio.timeout(30):
+            await consumer.getmany(timeout_ms=5000)
+            await consumer.getone()
+    except (TopicAuthorizationFailedError, GroupAuthorizationFailedError) as error:
+        return error
+    finally:
+        await consumer.stop()
+    raise AssertionError(f"{user} could read {topic} as {group}")
+
+
+async def test_each_source_writes_and_reads_only_its_own_topics_and_reports_only_its_units(
+    broker: SecureBroker, namespace: str, postgres_dsn: str
+) -> None:
+    kafka = broker.settings(namespace, metadata_max_age_ms=2000)
+    config = SubmissionSettings(
+        kafka=kafka,
+        postgres=PostgresSettings(dsn=postgres_dsn, schema_prefix=namespace),  # type: ignore[arg-type]
+        now=NOW,
+        log_format="console",
+        submission=SubmissionSection(sender_authentication=True),
+    )
+    for source, unit in SOURCES.items():
+        argv = ("sources", "create", source, "--unit", unit, "--kafka")
+        assert await registry_cli.run(argv, config, out=io.StringIO(), err=io.StringIO()) == 0
+
+    own = factories.report(unit="TB.DH.N01", source="motcua-a")
+    for_b = factories.report(unit="TB.DH.N02", source="motcua-a")
+    forged = factories.report(unit="TB.DH.N02", source="motcua-b")
+    a_inbound = inbound_topic(kafka, "motcua-a")
+    async with running(build_app(config)):
+        await deliver(broker, "motcua-a", a_inbound, [codec.dumps(r) for r in (for_b, forged, own)])
+
+        # The broker refuses A anything else: B's topic, the shared inbound topic.
+        for topic in (inbound_topic(kafka, "motcua-b"), kafka.topic(INBOUND)):
+            with pytest.raises(TopicAuthorizationFailedError):
+                await deliver(broker, "motcua-a", topic, [codec.dumps(own)])
+
+        forwarded = await read(broker, "admin", kafka.topic(RECEIVED), f"{namespace}check", 1)
+        assert [codec.decode(ReceivedReport, r.value).report for r in forwarded] == [own]
+
+        # Verdicts reach A on its own topic: its refusals at once, then validation's verdict
+        # on its stored report (published on the shared topic, as validation does).
+        verdict = Outcome(
+            report_id=own.report_id, regime=own.regime, period=own.period, unit=own.unit,
+            revision=1, status=Status.ACCEPTED, received_at=NOW,
+        )  # fmt: skip
+        await deliver(broker, "admin", kafka.topic(OUTCOMES), [codec.dumps(verdict)])
+        mine = await read(
+            broker, "motcua-a", outcomes_topic(kafka, "motcua-a"), f"{namespace}motcua-a.v", 3
+        )
+        answers = {o.report_id: o for o in (codec.decode(Outcome, r.value) for r in mine)}
+        assert [(i.code, i.field) for i in answers[for_b.report_id].issues] == [("E141", "unit")]
+        assert {i.field for i in answers[forged.report_id].issues} == {"source", "unit"}
+        assert answers[own.report_id].status is Status.ACCEPTED
+
+        # A revoked source's topic is still there: what it sends is refused (E140).
+        out = io.StringIO()
+        assert await registry_cli.run(("sources", "revoke", "motcua-b"), config, out=out) == 0
+        late = factories.report(unit="TB.DH.N02", source="motcua-b")
+        await deliver(broker, "motcua-b", inbound_topic(kafka, "motcua-b"), [codec.dumps(late)])
+        b_topic = outcomes_topic(kafka, "motcua-b")
+        (refusal,) = await read(broker, "motcua-b", b_topic, f"{namespace}motcua-b.v", 1)
+        assert [i.code for i in codec.decode(Outcome, refusal.value).issues] == ["E140"]
+
+    # Nothing refused was stored or sent where B (or anyone reading the shared topic) sees it.
+    shared = await read(broker, "admin", kafka.topic(OUTCOMES), f"{namespace}shared", 1)
+    assert [codec.decode(Outcome, r.value).report_id for r in shared] == [own.report_id]
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        stored = await conn.fetch(f'SELECT report_id, sender FROM "{namespace}submission".reports')
+    finally:
+        await conn.close()
+    assert [(r["report_id"], r["sender"]) for r in stored] == [(own.report_id, "motcua-a")]
+    dead = await read(broker, "admin", kafka.dlq(INBOUND), f"{namespace}dlq", 3)
+    assert {r.value for r in dead} == {codec.dumps(r) for r in (for_b, forged, late)}
+
+    # A cannot read B's verdicts, nor use a consumer group that is not its own.
+    await refused_read(
+        broker, "motcua-a", outcomes_topic(kafka, "motcua-b"), f"{namespace}motcua-a.x"
+    )
+    await refused_read(
+        broker, "motcua-a", outcomes_topic(kafka, "motcua-a"), f"{namespace}motcua-b.x"
+    )

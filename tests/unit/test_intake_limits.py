@@ -1,0 +1,61 @@
+"""Limits on what one report may hold, beyond the contract: a text value's length and a
+number's digits and magnitude (E150 with the field), so abusive input stays cheap."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.submission.intake import Limits, Readable, Unreadable, read
+from tests import factories
+
+pytestmark = pytest.mark.unit
+
+LIMITS = Limits(max_text_chars=10, max_number_digits=20, max_number_exponent=20)
+
+
+def with_online(number: str) -> bytes:
+    raw = factories.report_json()
+    replaced = raw.replace(b'"RECEIVED_ONLINE":120', b'"RECEIVED_ONLINE":' + number.encode())
+    assert replaced != raw
+    return replaced
+
+
+@pytest.mark.parametrize(
+    "number", ["1E+100000", "1E+20", "-1E+20", "1E-21", "123456789012345678901", "0E+100000"]
+)
+def test_numbers_too_long_or_too_far_from_one_are_refused(number: str) -> None:
+    result = read(with_online(number), LIMITS)
+    assert isinstance(result, Unreadable)
+    (found,) = result.issues
+    assert (found.code, found.field, found.indicator) == (
+        "E150",
+        "values.RECEIVED_ONLINE",
+        "RECEIVED_ONLINE",
+    )
+    assert len(found.message_en) < 400  # the number is shown cut short
+    assert result.report_id is not None  # the sender can be answered
+
+
+@pytest.mark.parametrize("number", ["12345678901234567890", "1E+19", "1E-20", "0", "-0.5"])
+def test_numbers_within_the_limits_pass(number: str) -> None:
+    assert isinstance(read(with_online(number), LIMITS), Readable)
+
+
+def test_a_text_value_over_the_limit_is_refused_with_its_length() -> None:
+    raw = factories.report_json(
+        regime="NVCP-S",
+        period="2026-S1",
+        values={**factories.NVCP_VALUES, "ASSESSMENT": "x" * 11},
+    )
+    result = read(raw, LIMITS)
+    assert isinstance(result, Unreadable)
+    (found,) = result.issues
+    assert (found.code, found.field) == ("E150", "values.ASSESSMENT")
+    assert "11" in found.message_en
+    assert "10" in found.message_vi
+
+
+def test_a_readable_report_keeps_the_document_a_signature_covers() -> None:
+    result = read(factories.report_json(), Limits())
+    assert isinstance(result, Readable)
+    assert result.document["report_id"] == result.report.report_id
