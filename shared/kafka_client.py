@@ -42,6 +42,8 @@ class ConsumerOptions(TypedDict):
     batch_timeout_ms: int
     max_poll_interval_ms: int
     session_timeout_ms: int
+    fetch_min_bytes: int
+    fetch_max_wait_ms: int
 
 
 def consumer_options(kafka: KafkaSettings) -> ConsumerOptions:
@@ -52,4 +54,6 @@ def consumer_options(kafka: KafkaSettings) -> ConsumerOptions:
         "batch_timeout_ms": kafka.batch_timeout_ms,
         "max_poll_interval_ms": kafka.max_poll_interval_ms,
         "session_timeout_ms": kafka.session_timeout_ms,
+        "fetch_min_bytes": kafka.fetch_min_bytes,
+        "fetch_max_wait_ms": kafka.fetch_max_wait_ms,
     }

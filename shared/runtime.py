@@ -305,7 +305,15 @@ def build_http_app(
 
 def serve(app: FastAPI, host: str, port: int) -> None:
     """Run until SIGINT/SIGTERM; the lifespan drains the broker and closes the pool."""
+    # uvloop: every service spends much of its time in the event loop's socket work
+    # (Kafka, PostgreSQL, HTTP), which libuv does at a fraction of asyncio's cost.
     config = uvicorn.Config(
-        app, host=host, port=port, log_config=None, lifespan="on", timeout_graceful_shutdown=30
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        log_config=None,
+        lifespan="on",
+        timeout_graceful_shutdown=30,
     )
     uvicorn.Server(config).run()

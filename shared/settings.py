@@ -44,6 +44,13 @@ class KafkaSettings(_Section):
     ssl_cafile: Path | None = None
     batch_max_records: int = Field(default=500, ge=1)
     batch_timeout_ms: int = Field(default=20, ge=1)
+    fetch_min_bytes: int = Field(
+        default=16_384,
+        ge=1,
+        description="A fetch returns once this much is waiting (or after `fetch_max_wait_ms`): "
+        "fewer, fuller fetches, which is most of the broker's work under a steady flow.",
+    )
+    fetch_max_wait_ms: int = Field(default=20, ge=0)
     max_poll_interval_ms: int = Field(default=300_000, ge=10_000)
     session_timeout_ms: int = Field(default=10_000, ge=1_000)
     request_timeout_ms: int = Field(
