@@ -107,6 +107,7 @@ def test_a_dsn_that_is_not_postgresql_is_refused() -> None:
 def test_postgres_settings_raise_connections_and_buffers() -> None:
     assert "max_connections = 200" in render_settings()
     assert "shared_buffers = 256MB" in render_settings()
+    assert "autovacuum_naptime = 1s" in render_settings()
 
 
 def test_env_prints_exports_a_shell_can_source() -> None:
