@@ -15,6 +15,8 @@ MB = 1024 * 1024
 TARGET_THROUGHPUT = 3000.0  # reports/s end to end, sustained
 TARGET_RATIO = 0.20  # of the raw relay's figure in the same run
 TARGET_P99_S = 1.0  # receipt to province snapshot, at 1,000 reports/s offered
+TARGET_P99_RATE = 1000.0  # the rate that latency target is for
+RATE_HELD = 0.95  # share of the offered rate the generator must have kept up for it to count
 TARGET_RSS_MB = 250.0  # peak resident memory of each service under that load
 TARGET_REPLAY = 5000.0  # reports/s replayed from the start of the topics
 
@@ -58,6 +60,11 @@ def targets(result: Mapping[str, Any]) -> dict[str, bool | None]:
     throughput = result.get("throughput_run") or {}
     replay = result.get("replay") or {}
     p99 = (latency.get("receipt_to_snapshot_s") or {}).get("p99")
+    # A latency measured while the generator fell behind was measured under less load.
+    loaded = (
+        latency.get("offered_per_s", 0.0) >= TARGET_P99_RATE
+        and (latency.get("sent_per_s") or 0.0) >= RATE_HELD * latency["offered_per_s"]
+    )
     rss = [u["peak_rss_mb"] for u in (latency.get("services") or {}).values() if u["peak_rss_mb"]]
     return {
         "throughput_at_least_3000_per_s": (
@@ -68,7 +75,9 @@ def targets(result: Mapping[str, Any]) -> dict[str, bool | None]:
             if result.get("ratio_to_relay") is not None
             else None
         ),
-        "p99_receipt_to_snapshot_at_most_1_s": p99 <= TARGET_P99_S if p99 is not None else None,
+        "p99_receipt_to_snapshot_at_most_1_s": (
+            p99 <= TARGET_P99_S and loaded if p99 is not None else None
+        ),
         "peak_rss_at_most_250_mb": max(rss) <= TARGET_RSS_MB if rss else None,
         "replay_identical_and_at_least_5000_per_s": (
             replay["identical"] and replay["throughput_per_s"] >= TARGET_REPLAY if replay else None
@@ -125,7 +134,8 @@ def table(result: Mapping[str, Any]) -> str:
     if latency:
         lines += [
             "",
-            f"at {latency['offered_per_s']:.0f} reports/s offered for "
+            f"at {latency['offered_per_s']:.0f} reports/s offered (sent at "
+            f"{latency.get('sent_per_s') or 0:.0f}/s) for "
             f"{latency['duration_s']:.0f} s ({latency['reports']} reports):",
             _latency_line("receipt -> province snapshot", latency["receipt_to_snapshot_s"]),
             _latency_line("receipt -> hub acknowledgement", latency["receipt_to_hub_s"]),

@@ -374,6 +374,9 @@ async def run(plan: Plan, say: Any = print) -> dict[str, Any]:
     result["latency_run"] = {
         "offered_per_s": plan.rate,
         "duration_s": round(steady.last_send - steady.first_send, 1),
+        "sent_per_s": round(
+            figures.rate(len(steady.payloads) - 1, steady.last_send - steady.first_send), 1
+        ),
         "reports": len(steady.payloads),
         **_latencies(timeline, steady.payloads),
         "services": _usage(steady.usage, len(steady.payloads)),

@@ -196,3 +196,30 @@ def test_the_sustained_rate_leaves_out_the_start_and_the_tail() -> None:
     done = [i / 1000 for i in range(1000)] + [20.0]
     assert figures.rate(len(done), max(done) - min(done)) == pytest.approx(1001 / 20)
     assert figures.middle_rate(done) == pytest.approx(800 / 0.799, rel=0.01)
+
+
+def _latency_run(offered: float, sent: float, p99: float) -> dict[str, object]:
+    return {
+        "latency_run": {
+            "offered_per_s": offered,
+            "sent_per_s": sent,
+            "receipt_to_snapshot_s": {"p99": p99},
+            "services": {},
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("offered", "sent", "p99", "met"),
+    [
+        (1000.0, 990.0, 0.8, True),
+        (1000.0, 990.0, 1.2, False),
+        (1000.0, 302.0, 0.8, False),  # the generator fell behind: less load than claimed
+        (600.0, 600.0, 0.8, False),  # the target is for 1,000/s
+    ],
+)
+def test_the_latency_target_counts_only_at_the_rate_it_is_for(
+    offered: float, sent: float, p99: float, met: bool
+) -> None:
+    found = figures.targets(_latency_run(offered, sent, p99))
+    assert found["p99_receipt_to_snapshot_at_most_1_s"] is met
