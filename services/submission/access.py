@@ -55,6 +55,11 @@ class Access:
             self._verified.remember(stored_hash, credential)
         return ok
 
+    async def _decoy(self) -> str:
+        """A hash to verify an unknown name's credential against: the answer then takes as
+        long as for a known name with a wrong secret, and does not tell which names exist."""
+        return await asyncio.to_thread(credentials.decoy_hash)
+
     async def source(
         self, pool: Pool, credential: SecretStr | None, client: str
     ) -> Source | Denied:
@@ -69,7 +74,9 @@ class Access:
         if owner is not None:
             async with pool.acquire() as conn:
                 found = (await store.active_sources(conn, [owner])).get(owner)
-        if found is None or not await self._verify(found.credential_hash, secret):
+        stored = found.credential_hash if found is not None else await self._decoy()
+        verified = await self._verify(stored, secret)
+        if found is None or not verified:
             self._failures.take(client)
             log.info("sender_not_authenticated", claimed=owner, client=client)
             return Denied(issue("E140.bad", field="(header) Authorization"))
@@ -87,7 +94,8 @@ class Access:
         if owner is not None:
             async with pool.acquire() as conn:
                 stored = await store.operator_hash(conn, owner)
-        if owner is None or stored is None or not await self._verify(stored, secret):
+        verified = await self._verify(stored or await self._decoy(), secret)
+        if owner is None or stored is None or not verified:
             self._failures.take(client)
             log.info("operator_not_authenticated", claimed=owner, client=client)
             return Denied(issue("E140.bad", field="(header) Authorization"))

@@ -15,6 +15,7 @@ the caller reads from the database at each request, so it takes effect at once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -67,6 +68,14 @@ def owner_of(credential: str) -> str | None:
     if not dot or not secret or len(credential) > 256 or not NAME.match(owner):
         return None
     return owner
+
+
+@functools.cache
+def decoy_hash() -> str:
+    """The hash of a credential nobody holds. A claimed name that is not registered is
+    checked against it, so that it is refused no faster than a wrong secret would be and
+    the answer's timing does not tell which names exist."""
+    return _hasher.hash(secrets.token_urlsafe(SECRET_BYTES))
 
 
 def matches(stored_hash: str, credential: str) -> bool:
