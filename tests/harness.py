@@ -45,6 +45,14 @@ async def eventually(
     raise AssertionError(f"condition not met within {timeout} s (last value: {last!r})")
 
 
+async def an_advisory_lock_is_awaited(pool: asyncpg.Pool) -> bool:
+    """Whether some transaction is blocked on an advisory lock (one another one holds)."""
+    blocked: int = await pool.fetchval(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    )
+    return blocked > 0
+
+
 async def produce(
     bootstrap: str, topic: str, messages: Sequence[tuple[bytes | None, bytes]]
 ) -> None:

@@ -45,7 +45,14 @@ from shared.settings import REPO_ROOT
 from shared.topics import ensure_topics
 from tests import factories
 from tests.fakes import records
-from tests.harness import TopicReader, eventually, produce, running, service_settings
+from tests.harness import (
+    TopicReader,
+    an_advisory_lock_is_awaited,
+    eventually,
+    produce,
+    running,
+    service_settings,
+)
 
 NOW = datetime.fromisoformat("2026-03-16T10:00:00+07:00")
 KEY = regime_period_key("KSTT-TTHC", "2026-Q1")
@@ -347,10 +354,15 @@ async def test_two_transactions_on_one_regime_period_number_their_versions_one_a
     try:
         await migrate(pool, MIGRATIONS)
 
+        rolled: list[AcceptedReport] = []
+
         async def roll_up(report: AcceptedReport) -> list[AggregateSnapshot]:
             async with pool.acquire() as conn, conn.transaction():
                 emitted = (await stage.roll_up(conn, [report], NOW)).emitted
-                await asyncio.sleep(0.5)  # still uncommitted while the other one runs
+                rolled.append(report)
+                if len(rolled) == 1:
+                    # Still uncommitted until the other transaction waits on its lock.
+                    await eventually(lambda: an_advisory_lock_is_awaited(pool), timeout=30)
                 return emitted
 
         first, second = await asyncio.gather(

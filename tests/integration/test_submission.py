@@ -17,7 +17,14 @@ from shared.runtime import Runtime
 from shared.settings import REPO_ROOT
 from tests import factories
 from tests.fakes import records
-from tests.harness import TopicReader, eventually, produce, running, service_settings
+from tests.harness import (
+    TopicReader,
+    an_advisory_lock_is_awaited,
+    eventually,
+    produce,
+    running,
+    service_settings,
+)
 
 MIGRATIONS = REPO_ROOT / "services" / "submission" / "migrations"
 
@@ -176,14 +183,8 @@ async def test_a_duplicate_recorded_while_its_verdict_is_being_stored_is_still_a
             await store.lock_pending_duplicates(storing)
             assert await store.take_pending_duplicates(storing, [report.report_id]) == []
             copy = asyncio.create_task(ingest.from_kafka(records(inbound, raw, first_offset=1)))
-
-            async def waiting_for_the_verdict() -> bool:
-                blocked: int = await runtime.pool.fetchval(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-                )
-                return blocked > 0
-
-            await eventually(waiting_for_the_verdict, timeout=30)
+            # The copy waits for the verdict's lock before deciding.
+            await eventually(lambda: an_advisory_lock_is_awaited(runtime.pool), timeout=30)
             await transaction.commit()
         await asyncio.wait_for(copy, 30)
         async with runtime.pool.acquire() as conn:
