@@ -10,7 +10,9 @@ verification, which must not become a way to load the service.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pydantic import SecretStr
 
@@ -24,6 +26,8 @@ from .rates import RateLimit
 from .senders import Source
 
 log = get_logger(__name__)
+
+T = TypeVar("T")
 
 # Failed credential checks one client address may make per minute.
 FAILED_CHECKS = "20/minute"
@@ -63,6 +67,29 @@ class Access:
     async def source(
         self, pool: Pool, credential: SecretStr | None, client: str
     ) -> Source | Denied:
+        async def lookup(name: str) -> tuple[str, Source] | None:
+            async with pool.acquire() as conn:
+                found = (await store.active_sources(conn, [name])).get(name)
+            return (found.credential_hash, found) if found is not None else None
+
+        return await self._authenticate(credential, client, lookup, "sender_not_authenticated")
+
+    async def operator(self, pool: Pool, credential: SecretStr | None, client: str) -> str | Denied:
+        async def lookup(name: str) -> tuple[str, str] | None:
+            async with pool.acquire() as conn:
+                stored = await store.operator_hash(conn, name)
+            return (stored, name) if stored is not None else None
+
+        return await self._authenticate(credential, client, lookup, "operator_not_authenticated")
+
+    async def _authenticate(
+        self,
+        credential: SecretStr | None,
+        client: str,
+        lookup: Callable[[str], Awaitable[tuple[str, T] | None]],
+        refused_event: str,
+    ) -> T | Denied:
+        """The caller `lookup` finds (stored hash, who) for the name the credential claims."""
         if credential is None:
             return Denied(issue("E140", field="(header) Authorization"))
         wait = self._failures.exceeded(client)
@@ -70,33 +97,11 @@ class Access:
             return Denied(retry_after=wait)
         secret = credential.get_secret_value()
         owner = credentials.owner_of(secret)
-        found = None
-        if owner is not None:
-            async with pool.acquire() as conn:
-                found = (await store.active_sources(conn, [owner])).get(owner)
-        stored = found.credential_hash if found is not None else await self._decoy()
+        found = await lookup(owner) if owner is not None else None
+        stored = found[0] if found is not None else await self._decoy()
         verified = await self._verify(stored, secret)
         if found is None or not verified:
             self._failures.take(client)
-            log.info("sender_not_authenticated", claimed=owner, client=client)
+            log.info(refused_event, claimed=owner, client=client)
             return Denied(issue("E140.bad", field="(header) Authorization"))
-        return found
-
-    async def operator(self, pool: Pool, credential: SecretStr | None, client: str) -> str | Denied:
-        if credential is None:
-            return Denied(issue("E140", field="(header) Authorization"))
-        wait = self._failures.exceeded(client)
-        if wait is not None:
-            return Denied(retry_after=wait)
-        secret = credential.get_secret_value()
-        owner = credentials.owner_of(secret)
-        stored = None
-        if owner is not None:
-            async with pool.acquire() as conn:
-                stored = await store.operator_hash(conn, owner)
-        verified = await self._verify(stored or await self._decoy(), secret)
-        if owner is None or stored is None or not verified:
-            self._failures.take(client)
-            log.info("operator_not_authenticated", claimed=owner, client=client)
-            return Denied(issue("E140.bad", field="(header) Authorization"))
-        return owner
+        return found[1]
