@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -22,7 +20,6 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from devstack.cluster import ClusterSpec, KafkaCluster
 from devstack.paths import Layout
-from shared.settings import REPO_ROOT
 from tests.system.stack import PORT_SETTING, SERVICES, Stack, free_port
 
 
@@ -87,16 +84,8 @@ class ScaledStack(Stack):
         env["BAOCAO_INSTANCE"] = service
         return env
 
-    def start(self, service: str) -> None:
-        with (self.logs / f"{service}.log").open("ab") as log:
-            self.processes[service] = subprocess.Popen(
-                [sys.executable, "-m", f"services.{instance_service(service)}"],
-                cwd=REPO_ROOT,
-                env=self.env(service),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+    def module(self, service: str) -> str:
+        return instance_service(service)
 
     def start_all(self) -> None:
         for name in self.names:

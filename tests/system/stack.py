@@ -74,10 +74,14 @@ class Stack:
             env |= {"BAOCAO_NOW": self.now, "BAOCAO_NOW_ANCHOR": self.anchor}
         return env | dict(self.extra_env)
 
+    def module(self, service: str) -> str:
+        """The `services.<module>` that runs as `service`."""
+        return service
+
     def start(self, service: str) -> None:
         with (self.logs / f"{service}.log").open("ab") as log:
             self.processes[service] = subprocess.Popen(
-                [sys.executable, "-m", f"services.{service}"],
+                [sys.executable, "-m", f"services.{self.module(service)}"],
                 cwd=REPO_ROOT,
                 env=self.env(service),
                 stdout=log,
