@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -39,7 +39,7 @@ from shared.contracts import (
     Outcome,
     Status,
 )
-from tests.harness import eventually
+from tests.harness import TopicReader, eventually
 from tests.system.stack import Stack
 
 Scope = tuple[str, str, str]
@@ -51,19 +51,11 @@ def stack_now(stack: Stack) -> datetime:
     return datetime.fromisoformat(stack.now) + timedelta(seconds=time.time() - float(stack.anchor))
 
 
-class TopicTail:
-    """Reads one topic from its beginning, every partition, keeping what it has read."""
+class TopicTail(TopicReader):
+    """A TopicReader that reads exactly up to the end offsets of every partition."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        self.topic = topic
-        self.records: list[Any] = []
-        # No group: every partition is assigned to this reader, from the earliest offset.
-        self._consumer = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=bootstrap,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-        )
+        super().__init__(bootstrap, topic)
         self._partitions: list[TopicPartition] = []
 
     async def start(self) -> None:
