@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from devstack import DevstackError, NotReadyError
 from devstack.paths import Layout
@@ -280,34 +281,8 @@ class Kafka:
                 f"kafka did not start within {READY_TIMEOUT_S:.0f} s\n{cursor.report()}"
             )
         remaining = READY_TIMEOUT_S - (time.monotonic() - began)
-        if not asyncio.run(self._answers_metadata(remaining)):
+        if not asyncio.run(answers_metadata({"bootstrap_servers": self.address}, remaining)):
             raise NotReadyError(f"kafka listens but answers no metadata request\n{cursor.report()}")
-
-    async def _answers_metadata(self, timeout_s: float) -> bool:
-        """Whether a metadata round trip, as clients make it, succeeds within `timeout_s`."""
-        # Imported here: only a start needs a Kafka client, not `status`, `stop` or `env`.
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        async def round_trip() -> None:
-            while True:
-                client = AIOKafkaAdminClient(
-                    bootstrap_servers=self.address, request_timeout_ms=5000
-                )
-                try:
-                    await client.start()
-                    await client.list_topics()
-                    return
-                except Exception:  # any failure while the broker settles means "try again"
-                    await asyncio.sleep(0.5)
-                finally:
-                    await client.close()
-
-        try:
-            async with asyncio.timeout(max(timeout_s, 5.0)):
-                await round_trip()
-        except TimeoutError:
-            return False
-        return True
 
     def stop(self) -> bool:
         process = self.pid_file.process()
@@ -322,3 +297,29 @@ class Kafka:
         if process is None:
             return Status(self.name, "stopped", self.address)
         return Status(self.name, "running", self.address, process.pid)
+
+
+async def answers_metadata(client_options: Mapping[str, Any], timeout_s: float) -> bool:
+    """Whether an admin client built with `client_options` reads the cluster's metadata
+    within `timeout_s` (at least 5 s), trying again while the broker settles."""
+    # Imported here: only a start needs a Kafka client, not `status`, `stop` or `env`.
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def round_trip() -> None:
+        while True:
+            client = AIOKafkaAdminClient(**client_options, request_timeout_ms=5000)
+            try:
+                await client.start()
+                await client.list_topics()
+                return
+            except Exception:  # any failure while the broker settles means "try again"
+                await asyncio.sleep(0.5)
+            finally:
+                await client.close()
+
+    try:
+        async with asyncio.timeout(max(timeout_s, 5.0)):
+            await round_trip()
+    except TimeoutError:
+        return False
+    return True

@@ -24,7 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack import DevstackError, NotReadyError
-from devstack.kafka import STARTED_LINE, fetch, java_command, new_cluster_id, run_storage_tool
+from devstack.kafka import (
+    STARTED_LINE,
+    answers_metadata,
+    fetch,
+    java_command,
+    new_cluster_id,
+    run_storage_tool,
+)
 from devstack.paths import Layout
 from devstack.processes import (
     LogCursor,
@@ -209,33 +216,14 @@ class SecureKafka:
 
     async def _admin_answers(self, timeout_s: float) -> bool:
         """Whether the admin can log in and read the metadata within `timeout_s`."""
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        async def round_trip() -> None:
-            while True:
-                client = AIOKafkaAdminClient(
-                    bootstrap_servers=self.address,
-                    security_protocol="SASL_PLAINTEXT",
-                    sasl_mechanism=MECHANISM,
-                    sasl_plain_username=ADMIN_USER,
-                    sasl_plain_password=self.spec.admin_password,
-                    request_timeout_ms=5000,
-                )
-                try:
-                    await client.start()
-                    await client.list_topics()
-                    return
-                except Exception:  # any failure while the broker settles means "try again"
-                    await asyncio.sleep(0.5)
-                finally:
-                    await client.close()
-
-        try:
-            async with asyncio.timeout(timeout_s):
-                await round_trip()
-        except TimeoutError:
-            return False
-        return True
+        admin = {
+            "bootstrap_servers": self.address,
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": MECHANISM,
+            "sasl_plain_username": ADMIN_USER,
+            "sasl_plain_password": self.spec.admin_password,
+        }
+        return await answers_metadata(admin, timeout_s)
 
     def stop(self) -> bool:
         process = self.pid_file.process()
