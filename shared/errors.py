@@ -1,7 +1,7 @@
 """The exceptions of the system, in one place.
 
 Business rejections are data, never exceptions: a report that breaks a rule gets an
-`Outcome` with its issues (shared.contracts, shared.issues). Exceptions are for input that
+`Outcome` with its issues (shared.contracts, shared.messages). Exceptions are for input that
 cannot be read at all, configuration that cannot be used, and infrastructure that fails;
 the infrastructure ones are retried with bounds and show in metrics.
 
