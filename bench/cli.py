@@ -1,6 +1,7 @@
 """Command line of the bench: choose the run, print the table, write the JSON.
 
     python -m bench [--quick] [--rate N] [--seconds S] [--reports N] [--profile] [--keep]
+                    [--set BAOCAO_NAME=VALUE ...]
 
 Exit status 0 when the run completed and its checks found no counting error (whether the
 targets are met is in the table and the JSON: figures are read, never asserted); 1 when a
@@ -47,7 +48,23 @@ def parser() -> argparse.ArgumentParser:
     )
     root.add_argument("--keep", action="store_true", help="keep the run's topics and schemas")
     root.add_argument("--seed", type=int, help="seed of the workload")
+    root.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="BAOCAO_NAME=VALUE",
+        type=setting,
+        help="a setting for every service under test, to compare settings (repeatable)",
+    )
     return root
+
+
+def setting(text: str) -> tuple[str, str]:
+    """`BAOCAO_NAME=VALUE`: only the services' own settings can be set."""
+    name, equals, value = text.partition("=")
+    if not equals or not name.startswith("BAOCAO_") or name == "BAOCAO_":
+        raise argparse.ArgumentTypeError(f"expected BAOCAO_NAME=VALUE, got {text!r}")
+    return name, value
 
 
 def _reachable(address: str) -> bool:
@@ -68,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         dsn=os.environ.get(DSN, plan.dsn),
         profile=args.profile,
         keep=args.keep,
+        settings=dict(args.set),
     )
     overrides = {"rate": args.rate, "seconds": args.seconds, "flat_out": args.reports}
     plan = replace(plan, **{k: v for k, v in overrides.items() if v is not None})

@@ -130,6 +130,16 @@ def table(result: Mapping[str, Any]) -> str:
         f"workload: {workload['reports']} reports over {workload['slots']} open "
         f"(regime, period, unit) slots, {fewest}-{most} values each, kinds {workload['kinds']}",
     ]
+    if result.get("settings"):
+        lines.append("settings: " + ", ".join(f"{k}={v}" for k, v in result["settings"].items()))
+    idle = result.get("idle")
+    if idle:
+        each = ", ".join(f"{name} {cores:.2f}" for name, cores in idle["cores"].items())
+        lines += [
+            "",
+            f"idle, no reports, for {idle['seconds']:.0f} s: {idle['total_cores']:.2f} cores "
+            f"in all ({each})",
+        ]
     latency = result.get("latency_run")
     if latency:
         lines += [

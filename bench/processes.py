@@ -134,6 +134,7 @@ class Deployment:
     now: datetime
     partitions: int = 12
     group_namespace: str | None = None
+    # Settings to try (`--set`); those that place the run (namespace, ports, clock) are its own.
     extra_env: Mapping[str, str] = field(default_factory=dict)
     anchor: float = field(default_factory=time.time)
     ports: dict[str, int] = field(default_factory=dict)
@@ -161,6 +162,7 @@ class Deployment:
 
     def env(self, service: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BAOCAO_")}
+        env |= self.extra_env
         env |= {
             "BAOCAO_KAFKA__BOOTSTRAP_SERVERS": self.bootstrap,
             "BAOCAO_KAFKA__NAMESPACE": self.namespace,
@@ -175,7 +177,7 @@ class Deployment:
         }
         if self.group_namespace is not None:
             env["BAOCAO_KAFKA__GROUP_NAMESPACE"] = self.group_namespace
-        return env | dict(self.extra_env)
+        return env
 
     def start(self, services: Sequence[str] = SERVICES) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,9 @@
 """One benchmark run against the running Kafka and PostgreSQL: every phase, then the figures.
 
 1. The services start as processes on a fresh namespace; a warm-up of first reports goes
-   through, so that every consumer group has formed before anything is timed.
+   through, so that every consumer group has formed before anything is timed. Then the
+   system idles a few seconds: the CPU it spends with no reports at all (polling, timers)
+   is a standing cost on a 2-core machine.
 2. Latency: reports offered at a fixed rate (1,000/s by default); for each accepted one,
    receipt → province snapshot and receipt → hub acknowledgement; CPU and peak RSS of each
    service during the phase.
@@ -23,7 +25,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +53,9 @@ WARM_UP = 300
 # Topic hops from reports.inbound.v1 to the province snapshot on aggregates.v1.
 HOPS = 3
 REPLAY_GROUPS = "replay_"
+# Idle phase: a pause for the warm-up's last deliveries, then the measured stretch.
+IDLE_SETTLE_S = 1.0
+IDLE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,8 @@ class Plan:
     profile: bool = False
     keep: bool = False
     seed: int = 20260316
+    # BAOCAO_ settings given to every service under test (`--set`), on top of the run's own.
+    settings: Mapping[str, str] = field(default_factory=dict)
     bootstrap: str = "127.0.0.1:9092"
     dsn: str = "postgresql://postgres@127.0.0.1:5432/baocao"
     results: Path = REPO_ROOT / "bench" / "results"
@@ -114,6 +121,14 @@ async def _timed(deploy: Deployment, phase: Phase, rate: float | None, plan: Pla
     await wait_done(deploy)
     phase.usage = meter.read()
     phase.batches = batches(counters, await stage_counters(deploy))
+
+
+async def _idle(deploy: Deployment, plan: Plan) -> dict[str, Any]:
+    await asyncio.sleep(IDLE_SETTLE_S)
+    meter = Meter(deploy.pids(), servers(plan))
+    await asyncio.sleep(IDLE_S)
+    cores = {name: round(u.cpu_share, 3) for name, u in meter.read().items()}
+    return {"seconds": IDLE_S, "cores": cores, "total_cores": round(sum(cores.values()), 3)}
 
 
 def _latencies(timeline: Timeline, payloads: Sequence[Payload]) -> dict[str, Any]:
@@ -342,13 +357,21 @@ async def run(plan: Plan, say: Any = print) -> dict[str, Any]:
     }
     namespace = f"bench{uuid.uuid4().hex[:8]}_"
     deploy = Deployment(
-        namespace, plan.bootstrap, plan.dsn, plan.results / "logs" / namespace.rstrip("_"), NOW
+        namespace,
+        plan.bootstrap,
+        plan.dsn,
+        plan.results / "logs" / namespace.rstrip("_"),
+        NOW,
+        extra_env=plan.settings,
     )
+    result["settings"] = dict(plan.settings)
     say(f"bench: namespace {namespace}, {len(sent)} reports prepared; starting the services")
     try:
         try:
             await asyncio.to_thread(deploy.start)
             await _timed(deploy, warm_up, None, plan)
+            say(f"bench: idle for {IDLE_S:.0f} s")
+            result["idle"] = await _idle(deploy, plan)
             say(f"bench: latency run, {len(steady.payloads)} reports at {plan.rate:.0f}/s")
             await _timed(deploy, steady, plan.rate, plan)
             say(f"bench: throughput run, {len(burst.payloads)} reports as fast as possible")

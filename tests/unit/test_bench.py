@@ -5,17 +5,22 @@ are the fold of the accepted sequence up to it, even when one aggregation batch 
 the middle of a submission batch (equal `received_at`); a report reaches the hub with the
 first acknowledgement of a version at least as new; a snapshot that no prefix explains (a
 report counted twice) and a final snapshot that is not the fold of every accepted report
-are both reported; percentiles are nearest-rank values that were observed.
+are both reported; percentiles are nearest-rank values that were observed; settings to
+try reach the services without moving the run, and the table shows them and the idle cost.
 """
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from bench import figures
+from bench.cli import parser, setting
+from bench.processes import Deployment
 from bench.timeline import Timeline, build
 from services.aggregation.folds import Figures, Version, fold, frame_for, versions
 from shared import codec
@@ -223,3 +228,51 @@ def test_the_latency_target_counts_only_at_the_rate_it_is_for(
 ) -> None:
     found = figures.targets(_latency_run(offered, sent, p99))
     assert found["p99_receipt_to_snapshot_at_most_1_s"] is met
+
+
+def test_a_setting_to_try_is_a_baocao_setting_with_a_value() -> None:
+    assert setting("BAOCAO_KAFKA__FETCH_MAX_WAIT_MS=100") == (
+        "BAOCAO_KAFKA__FETCH_MAX_WAIT_MS",
+        "100",
+    )
+    assert setting("BAOCAO_LOG_LEVEL=") == ("BAOCAO_LOG_LEVEL", "")
+    for wrong in ("KAFKA_FETCH=1", "BAOCAO_KAFKA__FETCH_MAX_WAIT_MS", "BAOCAO_=1"):
+        with pytest.raises(argparse.ArgumentTypeError, match="BAOCAO_NAME=VALUE"):
+            setting(wrong)
+    args = parser().parse_args(["--set", "BAOCAO_A=1", "--set", "BAOCAO_B=2"])
+    assert dict(args.set) == {"BAOCAO_A": "1", "BAOCAO_B": "2"}
+
+
+def test_settings_to_try_reach_the_services_but_never_move_the_run(tmp_path: Path) -> None:
+    deploy = Deployment(
+        "benchx_",
+        "127.0.0.1:9092",
+        "postgresql://postgres@127.0.0.1:5432/baocao",
+        tmp_path,
+        T0,
+        extra_env={"BAOCAO_KAFKA__FETCH_MAX_WAIT_MS": "100", "BAOCAO_KAFKA__NAMESPACE": "prod_"},
+    )
+    env = deploy.env("validation")
+    assert env["BAOCAO_KAFKA__FETCH_MAX_WAIT_MS"] == "100"
+    assert env["BAOCAO_KAFKA__NAMESPACE"] == "benchx_"
+
+
+def test_the_table_shows_the_settings_tried_and_the_idle_cost() -> None:
+    result = {
+        "mode": "quick",
+        "started_at": "2026-11-27T10:00:00+00:00",
+        "host": {"cores": 2, "load_before": [0.1], "load_after": [0.2]},
+        "workload": {"reports": 1, "slots": 1, "values_per_report": [3, 13], "kinds": {}},
+        "settings": {"BAOCAO_KAFKA__FETCH_MAX_WAIT_MS": "100"},
+        "idle": {
+            "seconds": 5.0,
+            "cores": {"submission": 0.031, "kafka (broker)": 0.05},
+            "total_cores": 0.081,
+        },
+    }
+    text = figures.table(result)
+    assert "settings: BAOCAO_KAFKA__FETCH_MAX_WAIT_MS=100" in text
+    assert (
+        "idle, no reports, for 5 s: 0.08 cores in all (submission 0.03, kafka (broker) 0.05)"
+        in text
+    )
