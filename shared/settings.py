@@ -50,7 +50,12 @@ class KafkaSettings(_Section):
         description="A fetch returns once this much is waiting (or after `fetch_max_wait_ms`): "
         "fewer, fuller fetches, which is most of the broker's work under a steady flow.",
     )
-    fetch_max_wait_ms: int = Field(default=20, ge=0)
+    fetch_max_wait_ms: int = Field(
+        default=100,
+        ge=0,
+        description="How long a fetch waits for `fetch_min_bytes` when little is flowing: "
+        "each consumer polls the broker this often while idle.",
+    )
     max_poll_interval_ms: int = Field(default=300_000, ge=10_000)
     session_timeout_ms: int = Field(default=10_000, ge=1_000)
     request_timeout_ms: int = Field(
