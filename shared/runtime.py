@@ -46,6 +46,12 @@ from shared.web import ExactJSONResponse
 log = get_logger(__name__)
 
 JSON_CONTENT = ("content-type", b"application/json")
+# How long each part of a stop may take. A broker that stops answering, or a database
+# connection never given back, must not keep a stopping service (a rolling update, a
+# test) waiting for ever. The broker part covers faststream's 30 s drain of in-flight
+# batches; whatever is not committed by then is redelivered, as after a crash.
+STOP_PART_S = 35.0
+STOP_POOL_S = 10.0
 BackgroundLoop = Callable[[], Coroutine[Any, Any, None]]
 Sample = Callable[[], Awaitable[object]]
 
@@ -228,11 +234,13 @@ class Runtime:
 
     async def stop(self) -> None:
         self._ready = False
-        await self.broker.stop()
+        await _bounded("broker", self.broker.stop(), STOP_PART_S)
         if self._producer is not None:
-            await self._producer.stop()
-        if self._pool is not None:
-            await self._pool.close()
+            await _bounded("producer", self._producer.stop(), STOP_PART_S)
+        if self._pool is not None and not await _bounded(
+            "database pool", self._pool.close(), STOP_POOL_S
+        ):
+            self._pool.terminate()
 
     async def ready(self) -> bool:
         if not self._ready or self._pool is None:
@@ -242,6 +250,20 @@ class Runtime:
         except Exception:
             return False
         return await self.broker.ping(timeout=2.0)
+
+
+async def _bounded(part: str, stopping: Awaitable[object], seconds: float) -> bool:
+    """Wait for one part of a stop; False (and a warning) when it took too long. The part
+    is then cancelled but not awaited: `wait_for` would wait for the cancellation too,
+    which is what a hung part may never finish."""
+    task = asyncio.ensure_future(stopping)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if task in done:
+        task.result()  # a part that failed raises, as it did before
+        return True
+    task.cancel()
+    log.warning("stop_timed_out", part=part, seconds=seconds)
+    return False
 
 
 def build_http_app(
@@ -275,7 +297,9 @@ def build_http_app(
         finally:
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await _bounded(
+                "background tasks", asyncio.gather(*tasks, return_exceptions=True), STOP_POOL_S
+            )
             await runtime.stop()
             log.info("service_stopped")
 
