@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil  # type: ignore[import-untyped]
 
 from devstack import DevstackError, NotReadyError
-from devstack.kafka import STARTED_LINE, fetch, java_command, new_cluster_id, run_storage_tool
+from devstack.kafka import fetch, java_command, new_cluster_id, run_storage_tool, wait_started
 from devstack.paths import Layout
 from devstack.processes import (
     LogCursor,
@@ -36,7 +36,6 @@ from devstack.processes import (
     say,
     spawn,
     terminate_group,
-    wait_for,
 )
 
 HOST = "127.0.0.1"
@@ -211,7 +210,8 @@ class KafkaCluster:
             for node in missing:
                 started.append((node, *self._spawn(node)))
             for node, process, cursor in started:
-                self._wait_started(node, process, cursor)
+                name = f"node {node.node_id}"
+                wait_started(name, process, cursor, HOST, node.broker_port, READY_TIMEOUT_S)
             if not asyncio.run(self._registered(len(self.spec.nodes), READY_TIMEOUT_S)):
                 logs = "\n".join(cursor.report() for _, _, cursor in started)
                 raise NotReadyError(f"the cluster's brokers did not all register\n{logs}")
@@ -222,22 +222,6 @@ class KafkaCluster:
                 self._reap(node.node_id)
             raise
         return Outcome.STARTED
-
-    def _wait_started(
-        self, node: Node, process: subprocess.Popen[bytes], cursor: LogCursor
-    ) -> None:
-        def listening() -> bool:
-            if process.poll() is not None:
-                raise NotReadyError(
-                    f"node {node.node_id} exited with code {process.returncode}\n{cursor.report()}"
-                )
-            return cursor.contains(STARTED_LINE) and port_open(HOST, node.broker_port)
-
-        if not wait_for(listening, READY_TIMEOUT_S):
-            raise NotReadyError(
-                f"node {node.node_id} did not start within {READY_TIMEOUT_S:.0f} s\n"
-                f"{cursor.report()}"
-            )
 
     async def _registered(self, count: int, timeout_s: float) -> bool:
         """Whether a client sees `count` brokers in the cluster's metadata in time."""

@@ -266,20 +266,10 @@ class Kafka:
         return Outcome.STARTED
 
     def _wait_ready(self, process: subprocess.Popen[bytes], cursor: LogCursor) -> None:
-        def listening() -> bool:
-            if process.poll() is not None:
-                raise NotReadyError(
-                    f"kafka exited with code {process.returncode}\n{cursor.report()}"
-                )
-            return cursor.contains(STARTED_LINE) and port_open(
-                self._address.host, self._address.port
-            )
-
         began = time.monotonic()
-        if not wait_for(listening, READY_TIMEOUT_S):
-            raise NotReadyError(
-                f"kafka did not start within {READY_TIMEOUT_S:.0f} s\n{cursor.report()}"
-            )
+        wait_started(
+            "kafka", process, cursor, self._address.host, self._address.port, READY_TIMEOUT_S
+        )
         remaining = READY_TIMEOUT_S - (time.monotonic() - began)
         if not asyncio.run(answers_metadata({"bootstrap_servers": self.address}, remaining)):
             raise NotReadyError(f"kafka listens but answers no metadata request\n{cursor.report()}")
@@ -297,6 +287,26 @@ class Kafka:
         if process is None:
             return Status(self.name, "stopped", self.address)
         return Status(self.name, "running", self.address, process.pid)
+
+
+def wait_started(
+    name: str,
+    process: subprocess.Popen[bytes],
+    cursor: LogCursor,
+    host: str,
+    port: int,
+    timeout_s: float,
+) -> None:
+    """Wait until a Kafka node has logged that it started and listens on `port`; raise
+    `NotReadyError` (with the log's new lines) if it exits or takes longer than `timeout_s`."""
+
+    def listening() -> bool:
+        if process.poll() is not None:
+            raise NotReadyError(f"{name} exited with code {process.returncode}\n{cursor.report()}")
+        return cursor.contains(STARTED_LINE) and port_open(host, port)
+
+    if not wait_for(listening, timeout_s):
+        raise NotReadyError(f"{name} did not start within {timeout_s:.0f} s\n{cursor.report()}")
 
 
 async def answers_metadata(client_options: Mapping[str, Any], timeout_s: float) -> bool:

@@ -25,12 +25,12 @@ from pathlib import Path
 
 from devstack import DevstackError, NotReadyError
 from devstack.kafka import (
-    STARTED_LINE,
     answers_metadata,
     fetch,
     java_command,
     new_cluster_id,
     run_storage_tool,
+    wait_started,
 )
 from devstack.paths import Layout
 from devstack.processes import (
@@ -41,7 +41,6 @@ from devstack.processes import (
     port_open,
     spawn,
     terminate_group,
-    wait_for,
 )
 
 HOST = "127.0.0.1"
@@ -200,16 +199,8 @@ class SecureKafka:
         return Outcome.STARTED
 
     def _wait_ready(self, process: subprocess.Popen[bytes], cursor: LogCursor) -> None:
-        def listening() -> bool:
-            if process.poll() is not None:
-                raise NotReadyError(
-                    f"secure kafka exited with code {process.returncode}\n{cursor.report()}"
-                )
-            return cursor.contains(STARTED_LINE) and port_open(HOST, self.spec.broker_port)
-
         began = time.monotonic()
-        if not wait_for(listening, READY_TIMEOUT_S):
-            raise NotReadyError(f"secure kafka did not start in time\n{cursor.report()}")
+        wait_started("secure kafka", process, cursor, HOST, self.spec.broker_port, READY_TIMEOUT_S)
         remaining = READY_TIMEOUT_S - (time.monotonic() - began)
         if not asyncio.run(self._admin_answers(max(remaining, 10.0))):
             raise NotReadyError(f"secure kafka refuses its admin's login\n{cursor.report()}")
