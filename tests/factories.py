@@ -31,6 +31,23 @@ KSTT_VALUES: dict[str, Decimal | str] = {
     "MAX_OVERDUE_DAYS": Decimal(4),
 }
 
+
+def kstt_values(online: int) -> dict[str, Decimal | str]:
+    """KSTT_VALUES with `online` dossiers received online, and the totals the regime's
+    rules tie to it (received = online + direct + carried over; pending = received -
+    resolved; pending = within + overdue) changed to match."""
+    received_total = online + 30 + 5
+    pending = received_total - 120
+    return dict(
+        KSTT_VALUES,
+        RECEIVED_ONLINE=Decimal(online),
+        RECEIVED_TOTAL=Decimal(received_total),
+        RESOLVED_TOTAL=Decimal(120),
+        PENDING_WITHIN=Decimal(pending - 5),
+        PENDING_TOTAL=Decimal(pending),
+    )
+
+
 KTXH_VALUES: dict[str, Decimal | str] = {
     "BUDGET_REVENUE": Decimal("152.35"),
     "BUDGET_EXPENDITURE": Decimal("98.10"),
@@ -89,3 +106,18 @@ def accepted(**overrides: Any) -> AcceptedReport:
     }
     fields.update(overrides)
     return AcceptedReport.model_validate(fields)
+
+
+def accepted_from(report: Report, regime_version: int = 1) -> AcceptedReport:
+    """The AcceptedReport validation publishes for `report`, received on time at NOW."""
+    return AcceptedReport(
+        report_id=report.report_id,
+        regime=report.regime,
+        regime_version=regime_version,
+        period=report.period,
+        unit=report.unit,
+        revision=report.revision,
+        values=report.values,
+        received_at=NOW,
+        timeliness=Timeliness.ON_TIME,
+    )

@@ -15,7 +15,7 @@ import httpx
 from services.aggregation.folds import fold, frame_for, snapshot
 from shared import codec
 from shared.catalog import load_catalog
-from shared.contracts import INBOUND, OUTCOMES, AcceptedReport, Outcome, Report, Status, Timeliness
+from shared.contracts import INBOUND, OUTCOMES, AcceptedReport, Outcome, Report, Status
 from shared.settings import REPO_ROOT
 from tests import factories
 from tests.harness import TopicReader, eventually, produce
@@ -25,16 +25,7 @@ NOW = datetime.fromisoformat("2026-03-16T10:00:00+07:00")
 
 
 def kstt(unit: str, online: int, revision: int = 1) -> Report:
-    direct, carried, resolved, pending = 30, 5, 120, online + 35 - 120
-    values = dict(
-        factories.KSTT_VALUES,
-        RECEIVED_ONLINE=Decimal(online),
-        RECEIVED_TOTAL=Decimal(online + direct + carried),
-        RESOLVED_TOTAL=Decimal(resolved),
-        PENDING_WITHIN=Decimal(pending - 5),
-        PENDING_TOTAL=Decimal(pending),
-    )
-    return factories.report(unit=unit, revision=revision, values=values)
+    return factories.report(unit=unit, revision=revision, values=factories.kstt_values(online))
 
 
 def ktxh(unit: str, revenue: str) -> Report:
@@ -52,17 +43,7 @@ def nvcp(unit: str, assigned: int) -> Report:
 
 
 def as_accepted(report: Report) -> AcceptedReport:
-    return AcceptedReport(
-        report_id=report.report_id,
-        regime=report.regime,
-        regime_version=2 if report.regime == "KTXH-M" else 1,
-        period=report.period,
-        unit=report.unit,
-        revision=report.revision,
-        values=report.values,
-        received_at=NOW,
-        timeliness=Timeliness.ON_TIME,
-    )
+    return factories.accepted_from(report, regime_version=2 if report.regime == "KTXH-M" else 1)
 
 
 async def test_reports_reach_the_hub_as_exact_province_totals(stack: Stack) -> None:

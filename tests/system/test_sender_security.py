@@ -34,7 +34,7 @@ from services.submission.kafka_access import inbound_topic, outcomes_topic
 from services.submission.settings import SubmissionSection, SubmissionSettings
 from shared import codec
 from shared.catalog import load_catalog
-from shared.contracts import AcceptedReport, Outcome, Report, Timeliness
+from shared.contracts import AcceptedReport, Outcome, Report
 from shared.settings import REPO_ROOT, PostgresSettings
 from tests import factories
 from tests.harness import eventually
@@ -55,33 +55,14 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
 
 
 def kstt(unit: str, source: str, online: int, revision: int = 1) -> dict[str, Any]:
-    direct, carried, resolved, pending = 30, 5, 120, online + 35 - 120
-    values = dict(
-        factories.KSTT_VALUES,
-        RECEIVED_ONLINE=Decimal(online),
-        RECEIVED_TOTAL=Decimal(online + direct + carried),
-        RESOLVED_TOTAL=Decimal(resolved),
-        PENDING_WITHIN=Decimal(pending - 5),
-        PENDING_TOTAL=Decimal(pending),
-    )
+    values = factories.kstt_values(online)
     report = factories.report(unit=unit, source=source, revision=revision, values=values)
     document: dict[str, Any] = codec.loads(codec.dumps(report))
     return signed(document, private_key(SEEDS[source]), "k1")
 
 
 def accepted(document: dict[str, Any]) -> AcceptedReport:
-    report = Report.model_validate(document)
-    return AcceptedReport(
-        report_id=report.report_id,
-        regime=report.regime,
-        regime_version=1,
-        period=report.period,
-        unit=report.unit,
-        revision=report.revision,
-        values=report.values,
-        received_at=datetime.fromisoformat(NOW),
-        timeliness=Timeliness.ON_TIME,
-    )
+    return factories.accepted_from(Report.model_validate(document))
 
 
 async def test_commune_a_cannot_touch_commune_b_and_no_secret_leaks(

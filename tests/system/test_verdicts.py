@@ -19,7 +19,6 @@ import asyncio
 import json
 import subprocess
 import sys
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -31,7 +30,6 @@ from shared.catalog import load_catalog
 from shared.contracts import (
     INBOUND,
     OUTCOMES,
-    AcceptedReport,
     Outcome,
     Report,
     Severity,
@@ -193,14 +191,7 @@ async def test_a_sample_of_verdicts_reaches_senders_and_an_exception_reaches_the
 
 def dossiers(unit: str, online: int, revision: int) -> bytes:
     """A KSTT-TTHC 2026-Q1 report whose rules hold, with `online` dossiers received online."""
-    values = dict(
-        factories.KSTT_VALUES,
-        RECEIVED_ONLINE=Decimal(online),
-        RECEIVED_TOTAL=Decimal(online + 35),
-        PENDING_WITHIN=Decimal(online + 35 - 120 - 5),
-        PENDING_TOTAL=Decimal(online + 35 - 120),
-    )
-    return factories.report_json(unit=unit, revision=revision, values=values)
+    return factories.report_json(unit=unit, revision=revision, values=factories.kstt_values(online))
 
 
 async def test_validation_killed_mid_stream_gives_every_report_one_verdict_and_exact_totals(
@@ -242,7 +233,7 @@ async def test_validation_killed_mid_stream_gives_every_report_one_verdict_and_e
         verdicts = await eventually(all_judged, timeout=120)
     # A verdict relayed again after the crash is the same verdict, never a second opinion.
     assert verdicts == {r.report_id: {"accepted"} for r in sent}
-    expected = snapshot(fold(as_accepted(r) for r in sent), frame, "TB")
+    expected = snapshot(fold(factories.accepted_from(r) for r in sent), frame, "TB")
     hub = HubReader(stack.url("hub_simulator"))
     try:
 
@@ -262,17 +253,3 @@ async def test_validation_killed_mid_stream_gives_every_report_one_verdict_and_e
 
 def codes_and_status(outcome: Outcome) -> str:
     return " ".join([outcome.status.value, *(i.code for i in outcome.issues)])
-
-
-def as_accepted(report: Report) -> AcceptedReport:
-    return AcceptedReport(
-        report_id=report.report_id,
-        regime=report.regime,
-        regime_version=1,
-        period=report.period,
-        unit=report.unit,
-        revision=report.revision,
-        values=report.values,
-        received_at=datetime.fromisoformat("2026-03-16T10:00:00+07:00"),
-        timeliness=Timeliness.ON_TIME,
-    )
