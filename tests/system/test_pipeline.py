@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -20,8 +19,6 @@ from shared.settings import REPO_ROOT
 from tests import factories
 from tests.harness import TopicReader, eventually, produce
 from tests.system.stack import HubReader, Stack
-
-NOW = datetime.fromisoformat("2026-03-16T10:00:00+07:00")
 
 
 def kstt(unit: str, online: int, revision: int = 1) -> Report:
