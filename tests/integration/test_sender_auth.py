@@ -298,6 +298,14 @@ async def test_operator_endpoints_need_an_operator_credential_and_are_audited(
     assert "units not in the catalog: TB.XX" in await cli(
         config, "sources", "create", "motcua-x", "--unit", "TB.XX", status=1
     )
+    # A revoked holder cannot be rotated or revoked again.
+    assert "no active operator nguyen-van-a" in await cli(
+        config, "operators", "rotate", "nguyen-van-a", status=1
+    )
+    await cli(config, "sources", "revoke", "motcua-a")
+    assert "no active source motcua-a" in await cli(
+        config, "sources", "revoke", "motcua-a", status=1
+    )
 
 
 async def test_without_sender_authentication_nothing_is_asked_as_before(
