@@ -18,7 +18,7 @@ from shared.db import Connection
 
 from . import credentials, store
 from .signatures import read_public_key
-from .store import AuditEntry
+from .store import AuditEntry, Holder
 
 
 class RegistryError(Exception):
@@ -70,20 +70,23 @@ async def create_source(
     return issued.credential
 
 
-async def rotate_source(conn: Connection, *, name: str, actor: str, at: datetime) -> SecretStr:
+async def rotate(
+    conn: Connection, holder: Holder, *, name: str, actor: str, at: datetime
+) -> SecretStr:
+    """A new credential for an active source or operator; the old one stops working."""
     issued = credentials.issue(_checked_name(name))
     async with conn.transaction():
-        if not await store.set_source_credential(conn, name, issued.hash, at):
-            raise RegistryError(f"no active source {name}")
-        await _audited(conn, actor, at, "source.rotate", f"source:{name}")
+        if not await store.set_credential(conn, holder, name, issued.hash, at):
+            raise RegistryError(f"no active {holder} {name}")
+        await _audited(conn, actor, at, f"{holder}.rotate", f"{holder}:{name}")
     return issued.credential
 
 
-async def revoke_source(conn: Connection, *, name: str, actor: str, at: datetime) -> None:
+async def revoke(conn: Connection, holder: Holder, *, name: str, actor: str, at: datetime) -> None:
     async with conn.transaction():
-        if not await store.revoke_source(conn, name, at):
-            raise RegistryError(f"no active source {name}")
-        await _audited(conn, actor, at, "source.revoke", f"source:{name}")
+        if not await store.revoke(conn, holder, name, at):
+            raise RegistryError(f"no active {holder} {name}")
+        await _audited(conn, actor, at, f"{holder}.revoke", f"{holder}:{name}")
 
 
 async def add_key(
@@ -125,19 +128,3 @@ async def create_operator(conn: Connection, *, name: str, actor: str, at: dateti
             raise RegistryError(f"operator {name} exists already (names are never reused)")
         await _audited(conn, actor, at, "operator.create", f"operator:{name}")
     return issued.credential
-
-
-async def rotate_operator(conn: Connection, *, name: str, actor: str, at: datetime) -> SecretStr:
-    issued = credentials.issue(_checked_name(name))
-    async with conn.transaction():
-        if not await store.set_operator_credential(conn, name, issued.hash, at):
-            raise RegistryError(f"no active operator {name}")
-        await _audited(conn, actor, at, "operator.rotate", f"operator:{name}")
-    return issued.credential
-
-
-async def revoke_operator(conn: Connection, *, name: str, actor: str, at: datetime) -> None:
-    async with conn.transaction():
-        if not await store.revoke_operator(conn, name, at):
-            raise RegistryError(f"no active operator {name}")
-        await _audited(conn, actor, at, "operator.revoke", f"operator:{name}")

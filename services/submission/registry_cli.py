@@ -39,9 +39,12 @@ from . import registry, store
 from .kafka_access import inbound_topic, outcomes_topic, provision_source
 from .registry import RegistryError
 from .settings import SubmissionSettings
+from .store import Holder
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 COMMANDS = ("sources", "operators", "audit")
+# The command that manages each kind of credential holder.
+_HOLDERS: dict[str, Holder] = {"sources": "source", "operators": "operator"}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -147,12 +150,14 @@ async def _act(
             print(
                 f"{row.name}  {state}{signed}  units={','.join(row.units)}  keys={keys}", file=out
             )
-    elif command == "sources" and action == "rotate":
-        credential = await registry.rotate_source(conn, name=args.name, actor=actor, at=now)
+    elif action == "rotate":
+        holder = _HOLDERS[command]
+        credential = await registry.rotate(conn, holder, name=args.name, actor=actor, at=now)
         _show_credential(args.name, credential, out, err)
-    elif command == "sources" and action == "revoke":
-        await registry.revoke_source(conn, name=args.name, actor=actor, at=now)
-        print(f"source {args.name} revoked", file=out)
+    elif action == "revoke":
+        holder = _HOLDERS[command]
+        await registry.revoke(conn, holder, name=args.name, actor=actor, at=now)
+        print(f"{holder} {args.name} revoked", file=out)
     elif command == "sources" and action == "add-key":
         text = await asyncio.to_thread(_file_or_text, args.public_key)
         await registry.add_key(
@@ -170,18 +175,9 @@ async def _act(
                 f"revoked {revoked_at.astimezone(TIMEZONE):%Y-%m-%d}" if revoked_at else "active"
             )
             print(f"{name}  {state}  since {created_at.astimezone(TIMEZONE):%Y-%m-%d}", file=out)
-    elif command == "operators":
-        change = {
-            "create": registry.create_operator,
-            "rotate": registry.rotate_operator,
-        }.get(action)
-        if change is not None:
-            _show_credential(
-                args.name, await change(conn, name=args.name, actor=actor, at=now), out, err
-            )
-        else:
-            await registry.revoke_operator(conn, name=args.name, actor=actor, at=now)
-            print(f"operator {args.name} revoked", file=out)
+    elif command == "operators" and action == "create":
+        credential = await registry.create_operator(conn, name=args.name, actor=actor, at=now)
+        _show_credential(args.name, credential, out, err)
     else:
         for entry in await store.audit_entries(conn, args.target, args.limit):
             when = entry.at.astimezone(TIMEZONE).isoformat()

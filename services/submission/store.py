@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final, Literal
 
 from shared import codec
 from shared.contracts import Channel, LockException, Outcome, Report, Status
@@ -328,11 +328,19 @@ async def insert_source(
     return inserted is not None
 
 
-async def set_source_credential(
-    conn: Connection, name: str, credential_hash: str, at: datetime
+# Who holds a credential, and the table that keeps them. Sources (local systems) and
+# operators share one lifecycle: a credential is rotated or revoked, a name never reused.
+Holder = Literal["source", "operator"]
+_HOLDER_TABLES: Final[dict[Holder, str]] = {"source": "sources", "operator": "operators"}
+
+
+async def set_credential(
+    conn: Connection, holder: Holder, name: str, credential_hash: str, at: datetime
 ) -> bool:
+    """Replace an active holder's credential hash; False when there is none by that name."""
+    table = _HOLDER_TABLES[holder]
     done = await conn.fetchval(
-        "UPDATE sources SET credential_hash = $2, rotated_at = $3"
+        f"UPDATE {table} SET credential_hash = $2, rotated_at = $3"  # noqa: S608 - a table above
         " WHERE name = $1 AND revoked_at IS NULL RETURNING name",
         name,
         credential_hash,
@@ -341,9 +349,12 @@ async def set_source_credential(
     return done is not None
 
 
-async def revoke_source(conn: Connection, name: str, at: datetime) -> bool:
+async def revoke(conn: Connection, holder: Holder, name: str, at: datetime) -> bool:
+    """Revoke an active holder; False when there is none by that name."""
+    table = _HOLDER_TABLES[holder]
     done = await conn.fetchval(
-        "UPDATE sources SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL RETURNING name",
+        f"UPDATE {table} SET revoked_at = $2"  # noqa: S608 - a table above
+        " WHERE name = $1 AND revoked_at IS NULL RETURNING name",
         name,
         at,
     )
@@ -413,29 +424,6 @@ async def insert_operator(conn: Connection, name: str, credential_hash: str, at:
         " ON CONFLICT (name) DO NOTHING RETURNING name",
         name,
         credential_hash,
-        at,
-    )
-    return done is not None
-
-
-async def set_operator_credential(
-    conn: Connection, name: str, credential_hash: str, at: datetime
-) -> bool:
-    done = await conn.fetchval(
-        "UPDATE operators SET credential_hash = $2, rotated_at = $3"
-        " WHERE name = $1 AND revoked_at IS NULL RETURNING name",
-        name,
-        credential_hash,
-        at,
-    )
-    return done is not None
-
-
-async def revoke_operator(conn: Connection, name: str, at: datetime) -> bool:
-    done = await conn.fetchval(
-        "UPDATE operators SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL"
-        " RETURNING name",
-        name,
         at,
     )
     return done is not None
