@@ -50,8 +50,8 @@ JSON_CONTENT = ("content-type", b"application/json")
 # connection never given back, must not keep a stopping service (a rolling update, a
 # test) waiting for ever. The broker part covers faststream's 30 s drain of in-flight
 # batches; whatever is not committed by then is redelivered, as after a crash.
-STOP_PART_S = 35.0
-STOP_POOL_S = 10.0
+STOP_DRAIN_S = 35.0  # the broker and the producer: what is in flight
+STOP_RELEASE_S = 10.0  # background tasks and the pool: what they hold
 BackgroundLoop = Callable[[], Coroutine[Any, Any, None]]
 Sample = Callable[[], Awaitable[object]]
 
@@ -234,11 +234,11 @@ class Runtime:
 
     async def stop(self) -> None:
         self._ready = False
-        await _bounded("broker", self.broker.stop(), STOP_PART_S)
+        await _bounded("broker", self.broker.stop(), STOP_DRAIN_S)
         if self._producer is not None:
-            await _bounded("producer", self._producer.stop(), STOP_PART_S)
+            await _bounded("producer", self._producer.stop(), STOP_DRAIN_S)
         if self._pool is not None and not await _bounded(
-            "database pool", self._pool.close(), STOP_POOL_S
+            "database pool", self._pool.close(), STOP_RELEASE_S
         ):
             self._pool.terminate()
 
@@ -298,7 +298,7 @@ def build_http_app(
             for task in tasks:
                 task.cancel()
             await _bounded(
-                "background tasks", asyncio.gather(*tasks, return_exceptions=True), STOP_POOL_S
+                "background tasks", asyncio.gather(*tasks, return_exceptions=True), STOP_RELEASE_S
             )
             await runtime.stop()
             log.info("service_stopped")

@@ -53,8 +53,8 @@ def _runtime(broker: Part, pool: Part) -> Runtime:
 
 @pytest.fixture(autouse=True)
 def short_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runtime_module, "STOP_PART_S", 0.2)
-    monkeypatch.setattr(runtime_module, "STOP_POOL_S", 0.2)
+    monkeypatch.setattr(runtime_module, "STOP_DRAIN_S", 0.2)
+    monkeypatch.setattr(runtime_module, "STOP_RELEASE_S", 0.2)
 
 
 async def test_a_hung_broker_and_a_pool_never_given_back_do_not_hold_the_stop() -> None:
