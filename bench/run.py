@@ -53,8 +53,7 @@ WARM_UP = 300
 # Topic hops from reports.inbound.v1 to the province snapshot on aggregates.v1.
 HOPS = 3
 REPLAY_GROUPS = "replay_"
-# Idle phase: a pause for the warm-up's last deliveries, then the measured stretch.
-IDLE_SETTLE_S = 1.0
+# Idle phase, right after the warm-up is done (every delivery acknowledged).
 IDLE_S = 5.0
 
 
@@ -124,7 +123,6 @@ async def _timed(deploy: Deployment, phase: Phase, rate: float | None, plan: Pla
 
 
 async def _idle(deploy: Deployment, plan: Plan) -> dict[str, Any]:
-    await asyncio.sleep(IDLE_SETTLE_S)
     meter = Meter(deploy.pids(), servers(plan))
     await asyncio.sleep(IDLE_S)
     cores = {name: round(u.cpu_share, 3) for name, u in meter.read().items()}
