@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from shared.batches import Record
 from shared.db import Connection, Pool
@@ -21,6 +23,8 @@ from shared.logging import get_logger
 from shared.observability.metrics import Metrics
 
 log = get_logger(__name__)
+
+_ID = itemgetter(0)
 
 # Sends every message, in order per topic and key, and returns once the broker has
 # acknowledged them all.
@@ -55,13 +59,16 @@ async def write(conn: Connection, messages: Sequence[OutboxMessage]) -> None:
     """Insert messages into the outbox; call inside the transaction that changes the state."""
     if not messages:
         return
+    # Most messages have no headers: NULL there, so that neither this side nor the relay
+    # encodes or parses an empty JSON object per message.
     await conn.execute(
         "INSERT INTO outbox (topic, key, payload, headers) "
-        "SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::jsonb[])",
+        "SELECT t, k, p, coalesce(h, '{}') "
+        "FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::jsonb[]) AS m(t, k, p, h)",
         [m.topic for m in messages],
         [m.key for m in messages],
         [m.payload for m in messages],
-        [dict(m.headers) for m in messages],
+        [dict(m.headers) if m.headers else None for m in messages],
     )
 
 
@@ -132,18 +139,15 @@ class OutboxRelay:
             # good) only once the broker has acknowledged every one.
             rows = await conn.fetch(
                 "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT $1)"
-                " RETURNING id, topic, key, payload, headers",
+                " RETURNING id, topic, key, payload, nullif(headers, '{}')",
                 self._batch_size,
             )
             if not rows:
                 return 0
-            rows.sort(key=lambda r: r["id"])  # RETURNING keeps no order
-            await self._publish(
-                [OutboxMessage(r["topic"], r["key"], r["payload"], r["headers"]) for r in rows]
-            )
-        counts: dict[str, int] = {}
-        for r in rows:
-            counts[r["topic"]] = counts.get(r["topic"], 0) + 1
+            rows.sort(key=_ID)  # RETURNING keeps no order
+            # Read by position: a batch has up to a thousand rows, read in the stage's loop.
+            await self._publish([OutboxMessage(r[1], r[2], r[3], r[4] or {}) for r in rows])
+        counts = Counter(r[1] for r in rows)
         for topic, n in counts.items():
             self._metrics.outbox_published.labels(topic=topic).inc(n)
         return len(rows)
