@@ -44,9 +44,19 @@ async def tolerant_parser(raw: Any, parse: Callable[[Any], Awaitable[Any]]) -> A
     allows it) or stray bytes from a sender would raise there, and the whole batch would
     be skipped and later committed by the next batch's acknowledgement: lost. Values are
     decoded leniently instead; the services read only the records, never these headers.
+
+    Of a batch, only the first record's headers are decoded (faststream reads its reply
+    and correlation fields there): a dict of every record's headers, built for each batch,
+    is work no handler uses. The message still holds every record and every body.
     """
     if isinstance(raw, tuple | list):
-        return await parse(tuple(_readable_headers(record) for record in raw))
+        records = tuple(raw)
+        if not records:
+            return await parse(records)
+        message = await parse((_readable_headers(records[0]),))
+        message.raw_message = records
+        message.body = [record.value or b"" for record in records]
+        return message
     return await parse(_readable_headers(raw))
 
 
