@@ -476,16 +476,9 @@ def regime_rules(ctx: Context) -> Iterator[Issue]:
     if ctx.form is None:
         return
     numbers = ctx.numbers
-    for compiled in ctx.form.rules:
-        if not compiled.expression.names <= numbers.keys():
-            continue
-        try:
-            with localcontext(_RULE_ARITHMETIC):
-                holds = compiled.expression.holds(numbers)
-        except ArithmeticError:
-            continue
-        if holds:
-            continue
+    with localcontext(_RULE_ARITHMETIC):  # entered once per report, not once per rule
+        broken = [c for c in ctx.form.rules if _breaks(c.expression, numbers)]
+    for compiled in broken:
         rule = compiled.rule
         figures = ", ".join(f"{name} = {numbers[name]:f}" for name in compiled.reads)
         yield issue(
@@ -497,6 +490,17 @@ def regime_rules(ctx: Context) -> Iterator[Issue]:
             message_en=rule.message_en,
             figures=figures,
         )
+
+
+def _breaks(expression: Expression, numbers: Mapping[str, Decimal]) -> bool:
+    """The rule reads only numbers present and does not hold; arithmetic that fails (an
+    overflow) breaks no rule."""
+    if not expression.names <= numbers.keys():
+        return False
+    try:
+        return not expression.holds(numbers)
+    except ArithmeticError:
+        return False
 
 
 def revision_above_latest(ctx: Context) -> Iterator[Issue]:
