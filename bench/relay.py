@@ -19,8 +19,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared.kafka_client import producer_options
+from shared.settings import KafkaSettings
 
-MAX_RECORDS = 500
+# Batches as large as the services take by default: the same shape, with no work.
+MAX_RECORDS: int = KafkaSettings.model_fields["batch_max_records"].default
 POLL_MS = 20
 
 

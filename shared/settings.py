@@ -42,7 +42,12 @@ class KafkaSettings(_Section):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     ssl_cafile: Path | None = None
-    batch_max_records: int = Field(default=500, ge=1)
+    batch_max_records: int = Field(
+        default=2000,
+        ge=1,
+        description="The most records a consumer takes at once: each batch is one database "
+        "transaction and one offset commit, so a backlog is worked off in fewer of them.",
+    )
     batch_timeout_ms: int = Field(default=20, ge=1)
     fetch_min_bytes: int = Field(
         default=16_384,
