@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Final, Self, TypeVar
@@ -34,7 +35,6 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
-    PrivateAttr,
     Tag,
     ValidationError,
     field_validator,
@@ -310,8 +310,6 @@ class Regime(_Frozen):
     indicators: tuple[Indicator, ...] = Field(min_length=1)
     rules: tuple[Rule, ...] = ()
 
-    _by_code: Mapping[str, Indicator] = PrivateAttr(default_factory=dict)
-
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         problems = [*self._range_problems(), *self._indicator_problems()]
@@ -371,8 +369,12 @@ class Regime(_Frozen):
                     " cut-off (the 14th)"
                 )
 
-    def model_post_init(self, context: Any, /) -> None:
-        self._by_code = MappingProxyType({i.code: i for i in self.indicators})
+    # Lookup tables as cached properties, not private attributes: pydantic reaches a
+    # private attribute through `__getattr__` after a failed lookup (3 µs), and these are
+    # read for every report and every value.
+    @cached_property
+    def _by_code(self) -> Mapping[str, Indicator]:
+        return MappingProxyType({i.code: i for i in self.indicators})
 
     def indicator(self, code: str) -> Indicator | None:
         return self._by_code.get(code)
@@ -487,12 +489,6 @@ class Catalog(_Frozen):
     units: tuple[Unit, ...]
     regimes: tuple[Regime, ...] = ()
 
-    _units: Mapping[str, Unit] = PrivateAttr(default_factory=dict)
-    _versions: Mapping[str, tuple[Regime, ...]] = PrivateAttr(default_factory=dict)
-    # The catalog is immutable, so a hierarchy computed once per day stays right; the
-    # distinct days asked about are period ends, a few hundred over a deployment's life.
-    _hierarchies: dict[date, Hierarchy] = PrivateAttr(default_factory=dict)
-
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         problems = _catalog_problems(
@@ -506,17 +502,27 @@ class Catalog(_Frozen):
             raise _ProblemsError(problems)
         return self
 
-    def model_post_init(self, context: Any, /) -> None:
-        self._units = MappingProxyType({u.code: u for u in self.units})
+    # Cached properties, not private attributes: see `Regime._by_code`.
+    @cached_property
+    def _units(self) -> Mapping[str, Unit]:
+        return MappingProxyType({u.code: u for u in self.units})
+
+    @cached_property
+    def _versions(self) -> Mapping[str, tuple[Regime, ...]]:
         versions: dict[str, list[Regime]] = {}
         for regime in self.regimes:
             versions.setdefault(regime.code, []).append(regime)
-        self._versions = MappingProxyType(
+        return MappingProxyType(
             {code: tuple(sorted(rs, key=lambda r: r.version)) for code, rs in versions.items()}
         )
 
-    # pydantic compares private attributes too; the hierarchy cache must not make two
-    # equal catalogs unequal.
+    # The catalog is immutable, so a hierarchy computed once per day stays right; the
+    # distinct days asked about are period ends, a few hundred over a deployment's life.
+    @cached_property
+    def _hierarchies(self) -> dict[date, Hierarchy]:
+        return {}
+
+    # Equal catalogs are equal whatever each has cached (hierarchies asked for, lookups).
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Catalog):
             return NotImplemented
