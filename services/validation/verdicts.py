@@ -148,8 +148,9 @@ class VerdictStage:
             assert verdict.timeliness is not None
             latest[key] = report.revision
             batch.accepted[key] = (report.revision, report.report_id)
-            # Built from the validated report and verdict: nothing to validate again.
-            accepted = AcceptedReport.model_construct(
+            # Written from the validated report and verdict: nothing to validate again.
+            accepted = codec.dumps_fields(
+                AcceptedReport,
                 report_id=report.report_id,
                 regime=report.regime,
                 regime_version=verdict.regime.version,
@@ -164,7 +165,7 @@ class VerdictStage:
                 OutboxMessage(
                     self._rt.topic(ACCEPTED),
                     regime_period_key(report.regime, report.period),
-                    codec.dumps(accepted),
+                    accepted,
                 )
             )
         else:

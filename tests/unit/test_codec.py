@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from shared import codec
 from shared.codec import DuplicateKeyError
-from shared.contracts import Signature
+from shared.contracts import AcceptedReport, Issue, Outcome, Severity, Signature, Status
+from tests import factories
 
 pytestmark = pytest.mark.unit
 
@@ -198,3 +199,23 @@ def test_an_escaped_surrogate_pair_is_one_character() -> None:
 def test_a_nul_character_is_refused_on_reading(text: bytes) -> None:
     with pytest.raises(ValueError, match="NUL"):
         codec.loads(text)
+
+
+def test_a_message_written_from_its_fields_is_the_message_the_model_writes() -> None:
+    values = {"A": Decimal("1E+3"), "B": "văn bản", "C": Decimal("0.5")}
+    accepted = factories.accepted(values=values)
+    fields = {name: getattr(accepted, name) for name in AcceptedReport.model_fields}
+    del fields["schema_"]  # a default: the writer fills it in as the model does
+    assert codec.dumps_fields(AcceptedReport, **fields) == codec.dumps(accepted)
+
+    issue = Issue(code="E120", rule="R1", severity=Severity.WARNING, message_vi="v", message_en="e")
+    outcome = Outcome(report_id="r-1", status=Status.ACCEPTED, issues=(issue,))
+    written = codec.dumps_fields(Outcome, report_id="r-1", status=Status.ACCEPTED, issues=(issue,))
+    assert written == codec.dumps(outcome)
+
+
+def test_a_message_written_from_its_fields_needs_every_required_field_and_no_other() -> None:
+    with pytest.raises(TypeError, match="'status' is required"):
+        codec.dumps_fields(Outcome, report_id="r-1")
+    with pytest.raises(TypeError, match="no field colour"):
+        codec.dumps_fields(Outcome, report_id="r-1", status=Status.ACCEPTED, colour="red")
