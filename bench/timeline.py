@@ -174,6 +174,10 @@ def _attribute(
             if times is not None and times.snapshot is None:
                 times.snapshot, times.counted_by = published_at, snap.version
         state, position = trial, end
+    if snapshots:
+        position = _rest_of_last_batch(
+            catalog, key, reports, position, state, snapshots[-1], timeline
+        )
     timeline.never_counted += len(reports) - position
     final = snapshot(fold(reports), frame, province)
     if not snapshots:
@@ -182,6 +186,39 @@ def _attribute(
     last = snapshots[-1][1]
     if Figures(last.regime_version, last.values, last.completeness) != final:
         timeline.inexact.append(f"{key[0]} {key[1]} v{last.version}")
+
+
+def _rest_of_last_batch(
+    catalog: Catalog,
+    key: RegimePeriod,
+    reports: Sequence[AcceptedReport],
+    position: int,
+    state: State,
+    last: tuple[float, AggregateSnapshot, datetime | None],
+    timeline: Timeline,
+) -> int:
+    """Count in the last snapshot the rest of its batch: the reports after its matched
+    prefix, received with its newest one, up to the last after which the figures are the
+    snapshot's. A submission batch can hold several revisions of one unit, and an earlier
+    one may give the province the figures of the last: the shortest prefix stops there,
+    and no later snapshot shows the rest, as they changed nothing in the end. Returns
+    where the uncounted reports start."""
+    published_at, snap, newest = last
+    frame = frame_for(catalog, *key)
+    assert frame is not None
+    target = Figures(snap.regime_version, snap.values, snap.completeness)
+    end = position
+    for index in range(position, len(reports)):
+        if reports[index].received_at != newest:
+            break
+        state = apply(state, reports[index])
+        if snapshot(state, frame, catalog.province) == target:
+            end = index + 1
+    for report in reports[position:end]:
+        times = timeline.reports.get(report.report_id)
+        if times is not None and times.snapshot is None:
+            times.snapshot, times.counted_by = published_at, snap.version
+    return end
 
 
 def _acknowledge(

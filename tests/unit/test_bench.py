@@ -276,3 +276,21 @@ def test_the_table_shows_the_settings_tried_and_the_idle_cost() -> None:
         "idle, no reports, for 5 s: 0.08 cores in all (submission 0.03, kafka (broker) 0.05)"
         in text
     )
+
+
+def test_revisions_of_the_last_batch_that_change_no_figure_count_in_its_snapshot() -> None:
+    # One submission batch with three revisions of a unit; the third gives the province
+    # the figures of the first, so the shortest prefix that explains the snapshot is [a].
+    a = kstt("TB.DH.N01", 1, 120, T0)
+    b = kstt("TB.DH.N01", 2, 90, T0)
+    c = kstt("TB.DH.N01", 3, 120, T0)
+    snapshots = province_versions([[a, b, c]], [T1])
+
+    found = timeline([a, b, c], snapshots, [])
+
+    assert found.unmatched_snapshots == []
+    assert found.inexact == []
+    assert found.never_counted == 0
+    assert {i: t.snapshot for i, t in found.reports.items()} == dict.fromkeys(
+        (a.report_id, b.report_id, c.report_id), T1.timestamp()
+    )
