@@ -29,7 +29,16 @@ from typing import Any
 
 import orjson
 
-from services.aggregation.folds import Figures, State, apply, empty, fold, frame_for, snapshot
+from services.aggregation.folds import (
+    Figures,
+    Frame,
+    State,
+    apply,
+    empty,
+    fold,
+    frame_for,
+    snapshot,
+)
 from shared import codec
 from shared.catalog import Catalog
 from shared.contracts import (
@@ -176,7 +185,7 @@ def _attribute(
         state, position = trial, end
     if snapshots:
         position = _rest_of_last_batch(
-            catalog, key, reports, position, state, snapshots[-1], timeline
+            frame, province, reports, position, state, snapshots[-1], timeline
         )
     timeline.never_counted += len(reports) - position
     final = snapshot(fold(reports), frame, province)
@@ -189,8 +198,8 @@ def _attribute(
 
 
 def _rest_of_last_batch(
-    catalog: Catalog,
-    key: RegimePeriod,
+    frame: Frame,
+    province: str,
     reports: Sequence[AcceptedReport],
     position: int,
     state: State,
@@ -204,15 +213,13 @@ def _rest_of_last_batch(
     and no later snapshot shows the rest, as they changed nothing in the end. Returns
     where the uncounted reports start."""
     published_at, snap, newest = last
-    frame = frame_for(catalog, *key)
-    assert frame is not None
     target = Figures(snap.regime_version, snap.values, snap.completeness)
     end = position
     for index in range(position, len(reports)):
         if reports[index].received_at != newest:
             break
         state = apply(state, reports[index])
-        if snapshot(state, frame, catalog.province) == target:
+        if snapshot(state, frame, province) == target:
             end = index + 1
     for report in reports[position:end]:
         times = timeline.reports.get(report.report_id)
