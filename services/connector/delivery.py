@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -76,6 +77,7 @@ class Deliverer:
         try:
             while True:
                 self._wake.clear()
+                started = time.monotonic()
                 try:
                     sent = await self.deliver_due()
                 except Exception:
@@ -84,6 +86,12 @@ class Deliverer:
                 if sent == 0:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self._section.poll_interval_s)
+                else:
+                    # Versions that arrive meanwhile wait for the next round, where only
+                    # the latest of each scope is sent.
+                    spare = self._section.round_spacing_s - (time.monotonic() - started)
+                    if spare > 0:
+                        await asyncio.sleep(spare)
         finally:
             await self._hub.aclose()
 

@@ -39,6 +39,13 @@ class ConnectorSection(BaseModel):
     poll_interval_s: float = Field(
         default=1.0, gt=0, description="How often due retries are looked for when idle."
     )
+    round_spacing_s: float = Field(
+        default=0.5,
+        ge=0,
+        description="Shortest time from one delivery round to the next while new versions "
+        "keep coming: a version superseded meanwhile is never sent, so the hub gets one "
+        "request per scope and interval rather than one per aggregation batch.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:

@@ -2,7 +2,8 @@
 
 Proves, round by round (`Deliverer.deliver_due`) with the real `JsonHub` and an in-memory
 ledger: only the latest version of a scope is sent, and a version that arrives while an
-older one is in flight is sent next; every attempt is announced on hub.sync.v1 with its
+older one is in flight is sent next (after the round spacing, by when a later version
+may have replaced it); every attempt is announced on hub.sync.v1 with its
 number and result; a failure waits out its backoff and the hub's Retry-After; after
 `threshold` consecutive failures the circuit lets nothing through, then one probe per
 cool-down, and when a probe succeeds every scope waiting out a backoff is due at once; a
@@ -139,6 +140,35 @@ async def test_a_version_arriving_while_an_older_one_is_in_flight_is_sent_next()
         assert await r.deliverer.deliver_due() == 0
     assert [v for _, v in r.hub.stored] == [1, 2]
     assert r.ledger.rows[("KSTT-TTHC", "2025-Q1", "TB")].acked_version == 2
+
+
+async def test_versions_arriving_within_the_round_spacing_are_sent_once_as_the_latest() -> None:
+    async with rig(round_spacing_s=2.0) as r:
+        r.ledger.remember(snapshot(version=1))
+        # Version 2 arrives while version 1 is in flight, version 3 just after: without
+        # the spacing, version 2 would go out at once, in a round of its own.
+        r.hub.during_put = lambda sent: r.ledger.remember(snapshot(version=sent.version + 1))
+        loop = asyncio.create_task(r.deliverer.run())
+        try:
+
+            async def first_sent() -> bool:
+                return len(r.hub.puts) == 1
+
+            await eventually(first_sent, timeout=1.5, interval=0.01)
+            r.hub.during_put = None
+            r.ledger.remember(snapshot(version=3))
+            r.deliverer.notify()
+
+            async def second_sent() -> bool:
+                return len(r.hub.puts) == 2
+
+            await eventually(second_sent, timeout=10)
+        finally:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+    assert [v for _, v in r.hub.puts] == [1, 3]
+    assert r.ledger.rows[("KSTT-TTHC", "2025-Q1", "TB")].acked_version == 3
 
 
 async def test_every_attempt_is_announced_on_hub_sync_with_its_number_and_result() -> None:
