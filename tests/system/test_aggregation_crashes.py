@@ -5,8 +5,8 @@ thousands of accepted reports for sixty regime-periods (both hierarchies of KSTT
 both versions of KTXH-M, NVCP-S with its text indicator), every unit with one to five
 revisions sent in shuffled order (corrections before and after what they correct),
 about a sixth of them sent twice, reach `reports.accepted.v1` in waves while the process
-is killed six times, each time at a random moment after it has started on the backlog,
-and restarted. At the end:
+is killed six times, each time at a random point of the backlog, just as a batch is
+taken in or just after a batch's transaction commits, and restarted. At the end:
 
 - the latest snapshot published on `aggregates.v1` for every scope of every frame equals,
   byte for byte, the pure fold of the latest accepted revision of each unit (timed by
@@ -160,6 +160,7 @@ def chunks(items: Sequence[Any], count: int) -> Iterator[Sequence[Any]]:
 
 @dataclass
 class Kill:
+    moment: str  # "taking in": a batch begun; "committed": its transaction just committed
     received: float  # records the killed process had taken in
     lag: int  # records of reports.accepted.v1 not committed when it died
 
@@ -193,11 +194,12 @@ async def uncommitted(stack: Stack, topic: str) -> int:
         await consumer.stop()
 
 
-async def outbox_rows(stack: Stack) -> int:
+async def rows_in(stack: Stack, table: str) -> int:
+    """Rows of one of aggregation's tables (`outbox`, `applied`: the inbox)."""
     conn = await asyncpg.connect(stack.dsn)
     try:
         count: int = await conn.fetchval(
-            f'SELECT count(*) FROM "{stack.namespace}aggregation".outbox'
+            f'SELECT count(*) FROM "{stack.namespace}aggregation".{table}'
         )
         return count
     finally:
@@ -267,25 +269,34 @@ async def test_sigkilled_aggregation_publishes_exactly_the_fold_of_the_latest_re
         await produce(stack.bootstrap, topic, wave)
 
         # A random moment of the work on it: once a random share of the backlog has been
-        # taken in, plus a random instant (mid-transaction, between the database commit
-        # and the offset commit, while relaying, ...).
+        # taken in, either at once (a batch begun: decoding, folding, mid-transaction) or
+        # as soon as the next transaction is seen committed (before its offsets are
+        # committed and while its snapshots are relayed). Both are polled: the steps of a
+        # batch are what decides the moment, not a timer.
         target = rng.randrange(1, max(2, len(wave) - 2 * BATCH_MAX_RECORDS))
 
         async def working(target: int = target) -> bool:
             return await received_so_far(stack) >= target
 
         await eventually(working, timeout=90, interval=0.02)
-        await asyncio.sleep(rng.uniform(0.0, 0.1))
+        moment = rng.choice(("taking in", "committed"))
+        if moment == "committed":
+            applied = await rows_in(stack, "applied")
+
+            async def committed(applied: int = applied) -> bool:
+                return await rows_in(stack, "applied") > applied
+
+            await eventually(committed, timeout=90, interval=0.01)
         received = await received_so_far(stack)
         await asyncio.to_thread(stack.kill, "aggregation")
-        kills.append(Kill(received, await uncommitted(stack, topic)))
+        kills.append(Kill(moment, received, await uncommitted(stack, topic)))
         stack.start("aggregation")
         await asyncio.to_thread(stack.wait_ready, "aggregation")
     for wave in waves[KILLS:]:
         await produce(stack.bootstrap, topic, wave)
 
     async def drained() -> bool:
-        return await uncommitted(stack, topic) == 0 and await outbox_rows(stack) == 0
+        return await uncommitted(stack, topic) == 0 and await rows_in(stack, "outbox") == 0
 
     await eventually(drained, timeout=240, interval=0.5)
     elapsed = time.monotonic() - started
@@ -346,7 +357,7 @@ async def test_sigkilled_aggregation_publishes_exactly_the_fold_of_the_latest_re
         f"\ncrash test: seed {seed}, {len(sent.messages)} messages "
         f"({sent.duplicates} duplicates) for {len(REGIME_PERIODS)} regime-periods, "
         f"{len(published)} scopes, {versions} versions, {repeats} relayed twice, "
-        f"kills {[(int(k.received), k.lag) for k in kills]}, {elapsed:.1f} s"
+        f"kills {[(k.moment, int(k.received), k.lag) for k in kills]}, {elapsed:.1f} s"
     )
 
 
