@@ -164,7 +164,7 @@ def _attribute(
     position = 0
     for published_at, snap, newest in snapshots:
         timeline.snapshots += 1
-        target = Figures(snap.regime_version, snap.values, snap.completeness)
+        target = _figures(snap)
         trial, end = state, position
         matched = False
         while end < len(reports):
@@ -178,10 +178,7 @@ def _attribute(
         if not matched:
             timeline.unmatched_snapshots.append(f"{key[0]} {key[1]} v{snap.version}")
             continue
-        for report in reports[position:end]:
-            times = timeline.reports.get(report.report_id)
-            if times is not None and times.snapshot is None:
-                times.snapshot, times.counted_by = published_at, snap.version
+        _count_in(reports[position:end], published_at, snap.version, timeline)
         state, position = trial, end
     if snapshots:
         position = _rest_of_last_batch(
@@ -193,7 +190,7 @@ def _attribute(
         timeline.inexact.append(f"{key[0]} {key[1]}: no province snapshot")
         return
     last = snapshots[-1][1]
-    if Figures(last.regime_version, last.values, last.completeness) != final:
+    if _figures(last) != final:
         timeline.inexact.append(f"{key[0]} {key[1]} v{last.version}")
 
 
@@ -213,7 +210,7 @@ def _rest_of_last_batch(
     and no later snapshot shows the rest, as they changed nothing in the end. Returns
     where the uncounted reports start."""
     published_at, snap, newest = last
-    target = Figures(snap.regime_version, snap.values, snap.completeness)
+    target = _figures(snap)
     end = position
     for index in range(position, len(reports)):
         if reports[index].received_at != newest:
@@ -221,11 +218,23 @@ def _rest_of_last_batch(
         state = apply(state, reports[index])
         if snapshot(state, frame, province) == target:
             end = index + 1
-    for report in reports[position:end]:
+    _count_in(reports[position:end], published_at, snap.version, timeline)
+    return end
+
+
+def _figures(snap: AggregateSnapshot) -> Figures:
+    """A snapshot's content, as the fold's `snapshot` gives it."""
+    return Figures(snap.regime_version, snap.values, snap.completeness)
+
+
+def _count_in(
+    reports: Sequence[AcceptedReport], published_at: float, version: int, timeline: Timeline
+) -> None:
+    """These reports reached the province in this snapshot, unless an earlier one had."""
+    for report in reports:
         times = timeline.reports.get(report.report_id)
         if times is not None and times.snapshot is None:
-            times.snapshot, times.counted_by = published_at, snap.version
-    return end
+            times.snapshot, times.counted_by = published_at, version
 
 
 def _acknowledge(
