@@ -26,7 +26,7 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram512
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from shared import outbox
+from shared import collector, outbox
 from shared.asyncapi import document
 from shared.batches import BatchConsumer, Process, Record, raw_bodies, tolerant_parser
 from shared.catalog import Catalog, load_catalog
@@ -327,13 +327,17 @@ def build_http_app(
     return app
 
 
-def serve(app: FastAPI, host: str, port: int) -> None:
+def serve(app: FastAPI, settings: ServiceSettings, port: int) -> None:
     """Run until SIGINT/SIGTERM; the lifespan drains the broker and closes the pool."""
+    # Built by now: the catalog, the compiled rules, every module. In this process only
+    # (tests build apps in theirs, and keep their collector as it was).
+    collector.tune(settings.gc_young_threshold)
+    collector.freeze_startup()
     # uvloop: every service spends much of its time in the event loop's socket work
     # (Kafka, PostgreSQL, HTTP), which libuv does at a fraction of asyncio's cost.
     config = uvicorn.Config(
         app,
-        host=host,
+        host=settings.host,
         port=port,
         loop="uvloop",
         log_config=None,

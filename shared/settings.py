@@ -141,6 +141,12 @@ class ServiceSettings(BaseSettings):
         description="How often backlogs, consumer lag and regime progress "
         "are sampled into their gauges (the local Prometheus scrapes every 5 s).",
     )
+    gc_young_threshold: int = Field(
+        default=10_000,
+        ge=0,
+        description="New objects between two of the garbage collector's young collections "
+        "(Python's default is 700; 0 keeps it): see `shared.collector`.",
+    )
 
     def clock(self) -> Clock:
         return clock_from(self.now, self.now_anchor)

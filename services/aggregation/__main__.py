@@ -8,4 +8,4 @@ from shared.runtime import serve
 if sys.argv[1:2] == ["recompute"]:
     sys.exit(main(sys.argv[2:]))
 settings = AggregationSettings()
-serve(build_app(settings), settings.host, settings.aggregation.port)
+serve(build_app(settings), settings, settings.aggregation.port)

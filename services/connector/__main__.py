@@ -3,4 +3,4 @@ from services.connector.settings import ConnectorSettings
 from shared.runtime import serve
 
 settings = ConnectorSettings()
-serve(build_app(settings), settings.host, settings.connector.port)
+serve(build_app(settings), settings, settings.connector.port)

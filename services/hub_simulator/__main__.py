@@ -3,4 +3,4 @@ from services.hub_simulator.settings import HubSimulatorSettings
 from shared.runtime import serve
 
 settings = HubSimulatorSettings()
-serve(build_app(settings), settings.host, settings.hub_simulator.port)
+serve(build_app(settings), settings, settings.hub_simulator.port)

@@ -8,4 +8,4 @@ from shared.runtime import serve
 if sys.argv[1:]:  # an operator's command (see cli.py); without one, run the service
     sys.exit(main(sys.argv[1:]))
 settings = SubmissionSettings()
-serve(build_app(settings), settings.host, settings.submission.port)
+serve(build_app(settings), settings, settings.submission.port)

@@ -3,4 +3,4 @@ from services.validation.settings import ValidationSettings
 from shared.runtime import serve
 
 settings = ValidationSettings()
-serve(build_app(settings), settings.host, settings.validation.port)
+serve(build_app(settings), settings, settings.validation.port)
