@@ -17,6 +17,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
+import msgspec
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
 # --- topics -------------------------------------------------------------------------------
@@ -80,6 +81,32 @@ def regime_period_key(regime: str, period: str) -> bytes:
 
 def scope_key(regime: str, period: str, unit: str) -> bytes:
     return f"{regime}|{period}|{unit}".encode()
+
+
+class _Named(msgspec.Struct):
+    report_id: str | None = None
+
+
+class _Naming(msgspec.Struct):
+    report_id: str | None = None  # AcceptedReport, Outcome
+    report: _Named | None = None  # ReceivedReport
+
+
+_naming = msgspec.json.Decoder(_Naming)
+
+
+def report_id_of(message: bytes) -> str | None:
+    """The report id an internal message names (at its top, or in its `report`), read
+    without decoding the rest: a stage recognises a redelivered report before parsing it.
+    None when it names none (a lock exception) or cannot be read (decoding it in full
+    says why)."""
+    try:
+        named = _naming.decode(message)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    if named.report_id is not None:
+        return named.report_id
+    return named.report.report_id if named.report is not None else None
 
 
 # --- building blocks ----------------------------------------------------------------------

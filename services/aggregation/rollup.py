@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 
-import msgspec
 from pydantic import ValidationError
 
 from shared import codec, outbox
@@ -38,6 +37,7 @@ from shared.contracts import (
     NEWEST_RECEIPT_HEADER,
     AcceptedReport,
     AggregateSnapshot,
+    report_id_of,
     scope_key,
 )
 from shared.db import Connection
@@ -76,22 +76,6 @@ class Rolled:
     held: dict[RegimePeriod, Held] = field(default_factory=dict)
 
 
-class _Named(msgspec.Struct):
-    report_id: str
-
-
-_names = msgspec.json.Decoder(_Named)
-
-
-def _report_id(record: Record) -> str | None:
-    """The report id an accepted message names, read without decoding the rest; None when
-    it cannot be read (decoding it in full says why)."""
-    try:
-        return _names.decode(record.value or b"").report_id
-    except (msgspec.DecodeError, RecursionError):
-        return None
-
-
 class RollupStage:
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
@@ -109,7 +93,7 @@ class RollupStage:
         messages: list[OutboxMessage] = []
         now = self._rt.clock.now()
         async with self._rt.pool.acquire() as conn, conn.transaction():
-            named = [_report_id(record) for record in records]
+            named = [report_id_of(record.value or b"") for record in records]
             applied = await store.applied_of(conn, {n for n in named if n is not None})
             for record, name in zip(records, named, strict=True):
                 if name is not None and name in applied:

@@ -14,7 +14,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import msgspec
 from pydantic import ValidationError
 
 from shared import codec, outbox
@@ -30,6 +29,7 @@ from shared.contracts import (
     Status,
     Timeliness,
     regime_period_key,
+    report_id_of,
 )
 from shared.logging import get_logger
 from shared.outbox import OutboxMessage
@@ -53,27 +53,6 @@ class _Batch:
     messages: list[OutboxMessage] = field(default_factory=list)
 
 
-class _Named(msgspec.Struct):
-    report_id: str
-
-
-class _Received(msgspec.Struct):
-    report: _Named | None = None
-
-
-_names = msgspec.json.Decoder(_Received)
-
-
-def _report_id(record: Record) -> str | None:
-    """The report id a received message names, read without decoding the rest; None when
-    it names none (a lock exception) or cannot be read (decoding it in full says why)."""
-    try:
-        named = _names.decode(record.value or b"")
-    except (msgspec.DecodeError, RecursionError):
-        return None
-    return named.report.report_id if named.report is not None else None
-
-
 def _parse(record: Record) -> ReceivedReport | LockException:
     document = codec.loads_internal(record.value or b"")
     if isinstance(document, dict) and document.get("schema") == "baocao.lock_exception.v1":
@@ -92,7 +71,7 @@ class VerdictStage:
         batch = _Batch()
         items: list[ReceivedReport | LockException] = []
         async with self._rt.pool.acquire() as conn, conn.transaction():
-            named = [_report_id(record) for record in records]
+            named = [report_id_of(record.value or b"") for record in records]
             seen = await store.decided(conn, {n for n in named if n is not None})
             for record, name in zip(records, named, strict=True):
                 if name is not None and name in seen:

@@ -43,6 +43,7 @@ from shared.contracts import (
     Status,
     Timeliness,
     regime_period_key,
+    report_id_of,
     scope_key,
 )
 from tests import factories
@@ -342,3 +343,20 @@ def test_a_snapshot_writes_a_missing_value_as_null_and_a_zero_as_a_number() -> N
     assert document["values"]["ON_TIME_RATE"] is None
     assert document["values"]["ZERO"] == 0
     assert b'"ZERO":0.00' in codec.dumps(EXAMPLES["aggregate snapshot"])
+
+
+def test_the_report_id_is_read_from_every_message_that_names_one() -> None:
+    received = factories.received(report_id="r-received")
+    accepted = factories.accepted(report_id="r-accepted")
+    assert report_id_of(codec.dumps(received)) == "r-received"
+    assert report_id_of(codec.dumps(accepted)) == "r-accepted"
+    assert report_id_of(codec.dumps(EXAMPLES["outcome"])) == "r-1"
+    assert report_id_of(codec.dumps(EXAMPLES["lock exception"])) is None
+
+
+@pytest.mark.parametrize(
+    "message",
+    [b"", b"not json", b"[]", b'{"report_id": 7}', b'{"report": "r-1"}', b"[" * 100_000],
+)
+def test_a_message_whose_report_id_cannot_be_read_names_none(message: bytes) -> None:
+    assert report_id_of(message) is None
