@@ -83,6 +83,7 @@ class Phase:
     payloads: list[Payload]
     first_send: float = 0.0
     last_send: float = 0.0
+    sent_at: tuple[float, ...] = ()  # each payload's, in order
     usage: dict[str, Usage] = field(default_factory=dict)
     batches: dict[str, Any] = field(default_factory=dict)
 
@@ -117,6 +118,7 @@ async def _timed(deploy: Deployment, phase: Phase, rate: float | None, plan: Pla
     counters = await stage_counters(deploy)
     sending = await send(deploy.bootstrap, deploy.topic(INBOUND.name), phase.payloads, rate)
     phase.first_send, phase.last_send = sending.first, sending.last
+    phase.sent_at = sending.sent_at
     await wait_done(deploy)
     phase.usage = meter.read()
     phase.batches = batches(counters, await stage_counters(deploy))
@@ -129,10 +131,11 @@ async def _idle(deploy: Deployment, plan: Plan) -> dict[str, Any]:
     return {"seconds": IDLE_S, "cores": cores, "total_cores": round(sum(cores.values()), 3)}
 
 
-def _latencies(timeline: Timeline, payloads: Sequence[Payload]) -> dict[str, Any]:
+def _latencies(timeline: Timeline, phase: Phase) -> dict[str, Any]:
     to_snapshot: list[float] = []
     to_hub: list[float] = []
-    for payload in payloads:
+    sent_to_snapshot: list[float] = []
+    for payload, sent_at in zip(phase.payloads, phase.sent_at, strict=True):
         if payload.kind is Kind.DUPLICATE:
             continue
         times = timeline.reports.get(payload.report_id)
@@ -140,11 +143,13 @@ def _latencies(timeline: Timeline, payloads: Sequence[Payload]) -> dict[str, Any
             continue
         if times.snapshot is not None:
             to_snapshot.append(times.snapshot - times.received)
+            sent_to_snapshot.append(times.snapshot - sent_at)
         if times.hub is not None:
             to_hub.append(times.hub - times.received)
     return {
         "receipt_to_snapshot_s": figures.distribution(to_snapshot),
         "receipt_to_hub_s": figures.distribution(to_hub),
+        "send_to_snapshot_s": figures.distribution(sent_to_snapshot),
     }
 
 
@@ -399,7 +404,7 @@ async def run(plan: Plan, say: Any = print) -> dict[str, Any]:
             figures.rate(len(steady.payloads) - 1, steady.last_send - steady.first_send), 1
         ),
         "reports": len(steady.payloads),
-        **_latencies(timeline, steady.payloads),
+        **_latencies(timeline, steady),
         "services": _usage(steady.usage, len(steady.payloads)),
         "batches": steady.batches,
     }
@@ -411,7 +416,7 @@ async def run(plan: Plan, say: Any = print) -> dict[str, Any]:
         "elapsed_s": round(elapsed, 2),
         "throughput_per_s": round(figures.rate(len(burst.payloads), elapsed), 1),
         "sustained_per_s": round(figures.middle_rate(done), 1),
-        **_latencies(timeline, burst.payloads),
+        **_latencies(timeline, burst),
         "services": _usage(burst.usage, len(burst.payloads)),
         "batches": burst.batches,
     }

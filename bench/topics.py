@@ -23,11 +23,14 @@ FLAT_OUT_CHUNK = 5000
 
 @dataclass(frozen=True, slots=True)
 class Sending:
-    """When the first and the last payload were handed to the producer (epoch seconds)."""
+    """When the first and the last payload were handed to the producer (epoch seconds), and
+    each payload (`sent_at`, in order): a report waits in reports.inbound.v1 until
+    submission reads it and stamps its `received_at`, which the receipt figures leave out."""
 
     first: float
     last: float
     count: int
+    sent_at: tuple[float, ...] = ()
 
 
 async def send(
@@ -37,11 +40,13 @@ async def send(
     acknowledged by the broker (`acks=all`) before this returns."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options())
     await producer.start()
+    sent_at: list[float] = []
     try:
         first = time.time()
         if rate is None:
             for start in range(0, len(payloads), FLAT_OUT_CHUNK):
                 chunk = payloads[start : start + FLAT_OUT_CHUNK]
+                sent_at += [time.time()] * len(chunk)
                 futures = [await producer.send(topic, p.value, key=p.key) for p in chunk]
                 await asyncio.gather(*futures)
         else:
@@ -53,9 +58,10 @@ async def send(
                 if delay > 0:
                     await asyncio.sleep(delay)
                 chunk = payloads[start : start + per_tick]
+                sent_at += [time.time()] * len(chunk)
                 futures = [await producer.send(topic, p.value, key=p.key) for p in chunk]
                 await asyncio.gather(*futures)
-        return Sending(first, time.time(), len(payloads))
+        return Sending(first, time.time(), len(payloads), tuple(sent_at))
     finally:
         await producer.stop()
 

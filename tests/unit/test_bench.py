@@ -5,7 +5,8 @@ are the fold of the accepted sequence up to it, even when one aggregation batch 
 the middle of a submission batch (equal `received_at`); a report reaches the hub with the
 first acknowledgement of a version at least as new; a snapshot that no prefix explains (a
 report counted twice) and a final snapshot that is not the fold of every accepted report
-are both reported; percentiles are nearest-rank values that were observed; settings to
+are both reported; send → snapshot counts the wait in the inbound topic that receipt →
+snapshot cannot see; percentiles are nearest-rank values that were observed; settings to
 try reach the services without moving the run, and the table shows them and the idle cost.
 """
 
@@ -21,8 +22,11 @@ import pytest
 from bench import figures
 from bench.cli import parser, setting
 from bench.processes import Deployment
-from bench.timeline import Timeline, build
+from bench.run import Phase, _latencies
+from bench.timeline import ReportTimes, Timeline, build
+from bench.workload import Payload
 from services.aggregation.folds import Figures, Version, fold, frame_for, versions
+from services.traffic.reports import Kind
 from shared import codec
 from shared.catalog import load_catalog
 from shared.contracts import (
@@ -294,3 +298,24 @@ def test_revisions_of_the_last_batch_that_change_no_figure_count_in_its_snapshot
     assert {i: t.snapshot for i, t in found.reports.items()} == dict.fromkeys(
         (a.report_id, b.report_id, c.report_id), T1.timestamp()
     )
+
+
+def test_send_to_snapshot_counts_the_wait_before_submission_reads_a_report() -> None:
+    first = Payload(b"k", b"{}", Kind.FIRST, "r-1")
+    again = Payload(b"k", b"{}", Kind.DUPLICATE, "r-1")
+    late = Payload(b"k", b"{}", Kind.FIRST, "r-2")
+    timeline = Timeline(
+        reports={
+            # Read by submission 0.5 s after it was sent, counted 1.5 s after that.
+            "r-1": ReportTimes(received=10.5, status="accepted", verdict=11.0, snapshot=12.0),
+            # Waited 3 s in the inbound topic: the receipt figure cannot see it.
+            "r-2": ReportTimes(received=13.0, status="accepted", verdict=13.5, snapshot=13.5),
+        }
+    )
+    phase = Phase([first, again, late], sent_at=(10.0, 10.0, 10.0))
+
+    found = _latencies(timeline, phase)
+
+    assert found["receipt_to_snapshot_s"]["max"] == pytest.approx(1.5)
+    assert found["send_to_snapshot_s"]["max"] == pytest.approx(3.5)
+    assert found["send_to_snapshot_s"]["count"] == 2  # the duplicate is not a report of its own
