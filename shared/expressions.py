@@ -47,6 +47,8 @@ _NODES = (
     *_OPERATORS,
 )
 
+_PLAIN_RESULTS = frozenset({Decimal, bool})
+
 
 class ExpressionError(ValueError):
     """An expression uses something other than arithmetic and comparisons."""
@@ -65,6 +67,13 @@ class _DecimalEval(SimpleEval):  # type: ignore[misc]
         }
         self.nodes = allowed
         self.nodes[ast.Constant] = self._decimal_constant
+
+    def _check_disallowed_items(self, item: Any) -> None:
+        # Every value here is a Decimal or a bool (the nodes above build nothing else):
+        # neither is a module or a function, so simpleeval's check of each node's result
+        # is skipped for them (about a third of an evaluation's time).
+        if type(item) not in _PLAIN_RESULTS:
+            super()._check_disallowed_items(item)
 
     @staticmethod
     def _decimal_constant(node: ast.Constant) -> Decimal:

@@ -50,6 +50,7 @@ from shared.periods import (
 # provincial total is ever off; a number with more digits is refused (E112), never rounded.
 MAX_INTEGER_DIGITS: Final = 15
 MAX_DECIMAL_PLACES: Final = 9
+_INTEGER_LIMIT: Final = Decimal(10) ** MAX_INTEGER_DIGITS  # the least number refused
 # Rules read numbers within those limits, so at this precision their sums and products are
 # exact; a rule that still cannot be computed (a division by zero) is skipped, as a rule
 # with a missing indicator is (catalog/README.md).
@@ -86,6 +87,14 @@ class Verdict:
     regime: Regime | None
     deadline: date | None
     timeliness: Timeliness | None
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """A report with the verdict on it."""
+
+    report: Report
+    verdict: Verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,8 +400,13 @@ def _type_issue(indicator: Indicator, code: str, value: Decimal | str) -> Issue 
             expected_vi=vi,
             expected_en=en,
         )
-    if indicator.type is IndicatorType.INTEGER and value != value.to_integral_value():
-        return issue("E112.fraction", field=f"values.{code}", indicator=code, value=_shown(value))
+    if indicator.type is IndicatorType.INTEGER:
+        if value != value.to_integral_value():
+            return issue(
+                "E112.fraction", field=f"values.{code}", indicator=code, value=_shown(value)
+            )
+        if -_INTEGER_LIMIT < value < _INTEGER_LIMIT:
+            return None  # a whole number has no decimal places to count: most values
     if not _within_precision(value):
         return issue(
             "E112.precision",
@@ -411,11 +425,10 @@ def _within_precision(value: Decimal) -> bool:
     context would round a long number before it could be measured."""
     if value.is_zero():
         return True
+    if not -_INTEGER_LIMIT < value < _INTEGER_LIMIT:  # exact comparisons, no rounding
+        return False
     _, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)  # finite: the contract refuses NaN and Infinity
-    # adjusted(): the power of ten of the leading digit, 15 for a 16-digit integer part.
-    if value.adjusted() >= MAX_INTEGER_DIGITS:
-        return False
     if exponent >= -MAX_DECIMAL_PLACES:
         return True  # the last digit written is within the places kept, zero or not
     zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from shared.contracts import LockException, Outcome
+from shared.contracts import LockException
 from shared.db import Connection
 
-from .rules import LockWindow
+from .rules import Judged, LockWindow
 
 NaturalKey = tuple[str, str, str]  # regime, period, unit
 
@@ -62,14 +62,14 @@ async def lock_windows(
 
 async def save(
     conn: Connection,
-    outcomes: Sequence[Outcome],
+    verdicts: Sequence[Judged],
     encoded: Sequence[bytes],
     decided_at: datetime,
     accepted: dict[NaturalKey, tuple[int, str]],
     exceptions: Sequence[LockException],
 ) -> None:
-    """`encoded`: each outcome's JSON as published, stored as it is (not encoded again)."""
-    if outcomes:
+    """`encoded`: each verdict's Outcome as published, stored as it is (not encoded again)."""
+    if verdicts:
         await conn.execute(
             """
             INSERT INTO verdicts
@@ -79,12 +79,12 @@ async def save(
                         $7::text[]) AS t(r, g, p, u, v, s, o)
             ON CONFLICT (report_id) DO NOTHING
             """,
-            [o.report_id for o in outcomes],
-            [o.regime for o in outcomes],
-            [o.period for o in outcomes],
-            [o.unit for o in outcomes],
-            [o.revision for o in outcomes],
-            [o.status.value for o in outcomes],
+            [j.report.report_id for j in verdicts],
+            [j.report.regime for j in verdicts],
+            [j.report.period for j in verdicts],
+            [j.report.unit for j in verdicts],
+            [j.report.revision for j in verdicts],
+            [j.verdict.status.value for j in verdicts],
             [e.decode() for e in encoded],
             decided_at,
         )

@@ -36,7 +36,7 @@ from shared.outbox import OutboxMessage
 from shared.runtime import Runtime
 
 from . import store
-from .rules import Facts, LockWindow, RuleBook, Verdict, validate
+from .rules import Facts, Judged, LockWindow, RuleBook, Verdict, validate
 from .store import NaturalKey
 
 log = get_logger(__name__)
@@ -46,8 +46,8 @@ log = get_logger(__name__)
 class _Batch:
     """What one batch decided, to be written in one transaction."""
 
-    outcomes: list[Outcome] = field(default_factory=list)
-    encoded: list[bytes] = field(default_factory=list)  # each outcome as published
+    verdicts: list[Judged] = field(default_factory=list)
+    encoded: list[bytes] = field(default_factory=list)  # each verdict's Outcome as published
     accepted: dict[NaturalKey, tuple[int, str]] = field(default_factory=dict)
     exceptions: list[LockException] = field(default_factory=list)
     messages: list[OutboxMessage] = field(default_factory=list)
@@ -95,7 +95,7 @@ class VerdictStage:
                     self._judge(item, latest, windows, batch)
             await store.save(
                 conn,
-                batch.outcomes,
+                batch.verdicts,
                 batch.encoded,
                 self._rt.clock.now(),
                 batch.accepted,
@@ -115,9 +115,8 @@ class VerdictStage:
         report, key = received.report, _key(received)
         facts = Facts(latest.get(key), tuple(windows.get(key, ())))
         verdict = validate(report, received.received_at, self._book, facts)
-        outcome = _outcome(received, verdict)
-        encoded = codec.dumps(outcome)
-        batch.outcomes.append(outcome)
+        encoded = _outcome(received, verdict)
+        batch.verdicts.append(Judged(report, verdict))
         batch.encoded.append(encoded)
         batch.messages.append(
             OutboxMessage(self._rt.topic(OUTCOMES), report.unit.encode(), encoded)
@@ -162,12 +161,14 @@ class VerdictStage:
         verdicts: Counter[tuple[str, str]] = Counter()
         issues: Counter[tuple[str, str, str]] = Counter()
         late: Counter[str] = Counter()
-        for outcome in batch.outcomes:
-            regime = outcome.regime if outcome.regime in self._regimes else "unknown"
-            verdicts[(regime, outcome.status.value)] += 1
-            for found in outcome.issues:
+        for judged in batch.verdicts:
+            verdict = judged.verdict
+            regime = judged.report.regime
+            regime = regime if regime in self._regimes else "unknown"
+            verdicts[(regime, verdict.status.value)] += 1
+            for found in verdict.issues:
                 issues[(regime, found.code, found.severity.value)] += 1
-            if outcome.status is Status.ACCEPTED and outcome.timeliness is Timeliness.LATE:
+            if verdict.status is Status.ACCEPTED and verdict.timeliness is Timeliness.LATE:
                 late[regime] += 1
         metrics = self._rt.metrics
         for (regime, status), n in verdicts.items():
@@ -184,10 +185,12 @@ def _key(item: ReceivedReport | LockException) -> NaturalKey:
     return (item.report.regime, item.report.period, item.report.unit)
 
 
-def _outcome(received: ReceivedReport, verdict: Verdict) -> Outcome:
+def _outcome(received: ReceivedReport, verdict: Verdict) -> bytes:
+    """The Outcome message, written from the validated report and verdict: no model is
+    built (pydantic's `model_construct` alone cost more than the JSON)."""
     report = received.report
-    # Built from the validated report and verdict: nothing to validate again.
-    return Outcome.model_construct(
+    return codec.dumps_fields(
+        Outcome,
         report_id=report.report_id,
         regime=report.regime,
         period=report.period,

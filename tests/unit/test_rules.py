@@ -271,6 +271,18 @@ ROWS: dict[str, Any] = {
         issue=("E112", "values.PROCESSING_DAYS_TOTAL"),
         status=Status.REJECTED,
     ),
+    "E112 an integer of sixteen digits": Row(
+        "E112",
+        {"values": kstt(RECEIVED_ONLINE=Decimal("1000000000000000"))},
+        issue=("E112", "values.RECEIVED_ONLINE"),
+        status=Status.REJECTED,
+    ),
+    "E112 an integer of fifteen digits written with places": Row(
+        "E112", {"values": kstt(CARRIED_OVER=Decimal("999999999999999.000000000000"))}
+    ),
+    "E112 a zero written with twenty places": Row(
+        "E112", {"values": kstt(PROCESSING_DAYS_TOTAL=Decimal("0E-20"))}
+    ),
     "E112 ten decimal places": Row(
         "E112",
         {"values": kstt(PROCESSING_DAYS_TOTAL=Decimal("480.0000000001"))},
