@@ -109,6 +109,15 @@ def _services(services: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def _bench_process(usage: Mapping[str, Any] | None) -> list[str]:
+    if not usage:
+        return []
+    return [
+        f"  {'(bench process)':<18} {usage['cpu_share']:>11.2f} "
+        f"{usage['cpu_us_per_report']:>8} us  load generator and probes, not in 'all'"
+    ]
+
+
 def _batches(batches: Mapping[str, Mapping[str, Any]] | None) -> list[str]:
     if not batches:
         return []
@@ -151,6 +160,7 @@ def table(result: Mapping[str, Any]) -> str:
             _latency_line("receipt -> hub acknowledgement", latency["receipt_to_hub_s"]),
             _latency_line("send -> province snapshot", latency.get("send_to_snapshot_s")),
             *_services(latency["services"]),
+            *_bench_process(latency.get("bench_process")),
             *_batches(latency.get("batches")),
         ]
     throughput = result.get("throughput_run")
@@ -163,6 +173,7 @@ def table(result: Mapping[str, Any]) -> str:
             f"{throughput['sustained_per_s']:.0f}/s)",
             _latency_line("receipt -> province snapshot", throughput["receipt_to_snapshot_s"]),
             *_services(throughput["services"]),
+            *_bench_process(throughput.get("bench_process")),
             *_batches(throughput.get("batches")),
         ]
     relay = result.get("relay")

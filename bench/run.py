@@ -86,6 +86,7 @@ class Phase:
     sent_at: tuple[float, ...] = ()  # each payload's, in order
     usage: dict[str, Usage] = field(default_factory=dict)
     batches: dict[str, Any] = field(default_factory=dict)
+    bench_cpu_s: float = 0.0  # this process's: the load generator and the probes
 
 
 def _usage(usage: dict[str, Usage], reports: int) -> dict[str, dict[str, float]]:
@@ -98,6 +99,14 @@ def _usage(usage: dict[str, Usage], reports: int) -> dict[str, dict[str, float]]
         }
         for name, u in usage.items()
     }
+
+
+def _bench_usage(phase: Phase) -> dict[str, float]:
+    """This process's CPU in a phase (sending, then polling until done): it shares the
+    cores under test, so it is shown, but not counted among the system's."""
+    wall = next(iter(phase.usage.values())).wall_s if phase.usage else 0.0
+    usage = Usage(phase.bench_cpu_s, wall, 0)
+    return _usage({"bench": usage}, len(phase.payloads))["bench"]
 
 
 def _load() -> list[float]:
@@ -116,11 +125,13 @@ def servers(plan: Plan) -> dict[str, int]:
 async def _timed(deploy: Deployment, phase: Phase, rate: float | None, plan: Plan) -> None:
     meter = Meter(deploy.pids(), servers(plan))
     counters = await stage_counters(deploy)
+    cpu_before = time.process_time()
     sending = await send(deploy.bootstrap, deploy.topic(INBOUND.name), phase.payloads, rate)
     phase.first_send, phase.last_send = sending.first, sending.last
     phase.sent_at = sending.sent_at
     await wait_done(deploy)
     phase.usage = meter.read()
+    phase.bench_cpu_s = time.process_time() - cpu_before
     phase.batches = batches(counters, await stage_counters(deploy))
 
 
@@ -151,6 +162,31 @@ def _latencies(timeline: Timeline, phase: Phase) -> dict[str, Any]:
         "receipt_to_hub_s": figures.distribution(to_hub),
         "send_to_snapshot_s": figures.distribution(sent_to_snapshot),
     }
+
+
+def _by_second(timeline: Timeline, phase: Phase) -> list[dict[str, Any]]:
+    """Receipt → province snapshot for the reports received in each second of the phase:
+    a queue that builds up, or one stall, shows here where a percentile cannot say when."""
+    seconds: dict[int, list[float]] = {}
+    received = [
+        times
+        for payload in phase.payloads
+        if payload.kind is not Kind.DUPLICATE
+        and (times := timeline.reports.get(payload.report_id)) is not None
+        and times.status == "accepted"
+        and times.snapshot is not None
+    ]
+    if not received:
+        return []
+    start = min(times.received for times in received)
+    for times in received:
+        assert times.snapshot is not None
+        second = int(times.received - start)
+        seconds.setdefault(second, []).append(times.snapshot - times.received)
+    return [
+        {"second": second, **figures.distribution(values)}
+        for second, values in sorted(seconds.items())
+    ]
 
 
 def _done_times(timeline: Timeline, phase: Phase) -> list[float]:
@@ -405,7 +441,9 @@ async def run(plan: Plan, say: Any = print) -> dict[str, Any]:
         ),
         "reports": len(steady.payloads),
         **_latencies(timeline, steady),
+        "receipt_to_snapshot_by_second": _by_second(timeline, steady),
         "services": _usage(steady.usage, len(steady.payloads)),
+        "bench_process": _bench_usage(steady),
         "batches": steady.batches,
     }
     done = _done_times(timeline, burst)
@@ -418,6 +456,7 @@ async def run(plan: Plan, say: Any = print) -> dict[str, Any]:
         "sustained_per_s": round(figures.middle_rate(done), 1),
         **_latencies(timeline, burst),
         "services": _usage(burst.usage, len(burst.payloads)),
+        "bench_process": _bench_usage(burst),
         "batches": burst.batches,
     }
     relay_rate = result["relay"]["throughput_per_s"]

@@ -22,7 +22,7 @@ import pytest
 from bench import figures
 from bench.cli import parser, setting
 from bench.processes import Deployment
-from bench.run import Phase, _latencies
+from bench.run import Phase, _by_second, _latencies
 from bench.timeline import ReportTimes, Timeline, build
 from bench.workload import Payload
 from services.aggregation.folds import Figures, Version, fold, frame_for, versions
@@ -319,3 +319,24 @@ def test_send_to_snapshot_counts_the_wait_before_submission_reads_a_report() -> 
     assert found["receipt_to_snapshot_s"]["max"] == pytest.approx(1.5)
     assert found["send_to_snapshot_s"]["max"] == pytest.approx(3.5)
     assert found["send_to_snapshot_s"]["count"] == 2  # the duplicate is not a report of its own
+
+
+def test_latency_by_second_groups_reports_by_the_second_they_were_received_in() -> None:
+    payloads = [Payload(b"k", b"{}", Kind.FIRST, f"r-{i}") for i in range(4)]
+    payloads.append(Payload(b"k", b"{}", Kind.DUPLICATE, "r-0"))
+    timeline = Timeline(
+        reports={
+            "r-0": ReportTimes(received=100.2, status="accepted", verdict=100.4, snapshot=100.7),
+            "r-1": ReportTimes(received=100.9, status="accepted", verdict=101.0, snapshot=101.1),
+            # Received 2.5 s after the first: a second with a stall in it.
+            "r-2": ReportTimes(received=102.7, status="accepted", verdict=104.0, snapshot=104.7),
+            "r-3": ReportTimes(received=102.8, status="rejected", verdict=103.0),
+        }
+    )
+
+    found = _by_second(timeline, Phase(payloads))
+
+    assert [s["second"] for s in found] == [0, 2]
+    assert [s["count"] for s in found] == [2, 1]
+    assert found[0]["max"] == pytest.approx(0.5)
+    assert found[1]["max"] == pytest.approx(2.0)
