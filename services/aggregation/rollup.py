@@ -43,6 +43,7 @@ from shared.contracts import (
 from shared.db import Connection
 from shared.logging import get_logger
 from shared.outbox import OutboxMessage
+from shared.pacing import paced
 from shared.runtime import Runtime
 
 from . import store
@@ -95,7 +96,7 @@ class RollupStage:
         async with self._rt.pool.acquire() as conn, conn.transaction():
             named = [report_id_of(record.value or b"") for record in records]
             applied = await store.applied_of(conn, {n for n in named if n is not None})
-            for record, name in zip(records, named, strict=True):
+            async for record, name in paced(zip(records, named, strict=True)):
                 if name is not None and name in applied:
                     continue  # counted before (a redelivery, a replay): not even decoded
                 try:

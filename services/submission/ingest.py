@@ -41,6 +41,7 @@ from shared.logging import get_logger
 from shared.messages import issue
 from shared.observability.log_context import report_fields
 from shared.outbox import OutboxMessage
+from shared.pacing import paced
 from shared.runtime import Runtime
 
 from . import store
@@ -102,7 +103,7 @@ class Ingest:
             # Records read again (a crash before the offset commit, a replay) whose report
             # is stored already have no effect at all: not even parsed.
             again = await store.stored_from(conn, [_source(r) for r in records])
-        for record in records:
+        async for record in paced(records):
             source = _source(record)
             if source in again:
                 continue

@@ -33,6 +33,7 @@ from shared.contracts import (
 )
 from shared.logging import get_logger
 from shared.outbox import OutboxMessage
+from shared.pacing import paced
 from shared.runtime import Runtime
 
 from . import store
@@ -73,7 +74,7 @@ class VerdictStage:
         async with self._rt.pool.acquire() as conn, conn.transaction():
             named = [report_id_of(record.value or b"") for record in records]
             seen = await store.decided(conn, {n for n in named if n is not None})
-            for record, name in zip(records, named, strict=True):
+            async for record, name in paced(zip(records, named, strict=True)):
                 if name is not None and name in seen:
                     continue  # judged before (a redelivery, a replay): not even decoded
                 try:
@@ -85,7 +86,7 @@ class VerdictStage:
             keys = {_key(i) for i in items}
             latest = await store.latest_revisions(conn, keys)
             windows = await store.lock_windows(conn, keys)
-            for item in items:
+            async for item in paced(items):
                 if isinstance(item, LockException):
                     batch.exceptions.append(item)
                     window = LockWindow(item.opened_at, item.expires_at)
