@@ -50,7 +50,7 @@ from shared.periods import (
 # provincial total is ever off; a number with more digits is refused (E112), never rounded.
 MAX_INTEGER_DIGITS: Final = 15
 MAX_DECIMAL_PLACES: Final = 9
-_INTEGER_LIMIT: Final = Decimal(10) ** MAX_INTEGER_DIGITS  # the least number refused
+_INTEGER_LIMIT: Final = Decimal(10) ** MAX_INTEGER_DIGITS  # the least magnitude refused
 # Rules read numbers within those limits, so at this precision their sums and products are
 # exact; a rule that still cannot be computed (a division by zero) is skipped, as a rule
 # with a missing indicator is (catalog/README.md).
