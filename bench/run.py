@@ -25,7 +25,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +39,7 @@ from bench import figures, profiling
 from bench.figures import MB
 from bench.probes import batches, first_progress, stage_counters, stored, wait_done
 from bench.processes import Deployment, Meter, Usage, listening
-from bench.timeline import Timeline, build
+from bench.timeline import ReportTimes, Timeline, build
 from bench.topics import read_all, send, total_end
 from bench.workload import Payload, Workload, kinds, values_per_report
 from services.traffic.reports import Kind
@@ -142,19 +142,25 @@ async def _idle(deploy: Deployment, plan: Plan) -> dict[str, Any]:
     return {"seconds": IDLE_S, "cores": cores, "total_cores": round(sum(cores.values()), 3)}
 
 
+def _accepted(timeline: Timeline, phase: Phase) -> Iterator[tuple[int, ReportTimes]]:
+    """(place in the phase, times) of each report of the phase that was accepted; a
+    duplicate is not a report of its own."""
+    for place, payload in enumerate(phase.payloads):
+        if payload.kind is Kind.DUPLICATE:
+            continue
+        times = timeline.reports.get(payload.report_id)
+        if times is not None and times.status == "accepted":
+            yield place, times
+
+
 def _latencies(timeline: Timeline, phase: Phase) -> dict[str, Any]:
     to_snapshot: list[float] = []
     to_hub: list[float] = []
     sent_to_snapshot: list[float] = []
-    for payload, sent_at in zip(phase.payloads, phase.sent_at, strict=True):
-        if payload.kind is Kind.DUPLICATE:
-            continue
-        times = timeline.reports.get(payload.report_id)
-        if times is None or times.status != "accepted":
-            continue
+    for place, times in _accepted(timeline, phase):
         if times.snapshot is not None:
             to_snapshot.append(times.snapshot - times.received)
-            sent_to_snapshot.append(times.snapshot - sent_at)
+            sent_to_snapshot.append(times.snapshot - phase.sent_at[place])
         if times.hub is not None:
             to_hub.append(times.hub - times.received)
     return {
@@ -168,14 +174,7 @@ def _by_second(timeline: Timeline, phase: Phase) -> list[dict[str, Any]]:
     """Receipt → province snapshot for the reports received in each second of the phase:
     a queue that builds up, or one stall, shows here where a percentile cannot say when."""
     seconds: dict[int, list[float]] = {}
-    received = [
-        times
-        for payload in phase.payloads
-        if payload.kind is not Kind.DUPLICATE
-        and (times := timeline.reports.get(payload.report_id)) is not None
-        and times.status == "accepted"
-        and times.snapshot is not None
-    ]
+    received = [times for _, times in _accepted(timeline, phase) if times.snapshot is not None]
     if not received:
         return []
     start = min(times.received for times in received)
