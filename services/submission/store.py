@@ -68,7 +68,27 @@ async def insert_reports(conn: Connection, reports: Sequence[StoredReport]) -> s
 async def stored_from(
     conn: Connection, sources: Sequence[tuple[str, int, int]]
 ) -> set[tuple[str, int, int]]:
-    """Which of these Kafka records (topic, partition, offset) a stored report came from."""
+    """Which of these Kafka records (topic, partition, offset) a stored report came from.
+
+    A partition is read in offset order, so in the usual batch every record lies beyond
+    the last offset stored from its partition: one index look-up per partition settles
+    it. Only records at or below that offset (read again after a crash, or in a replay)
+    are looked up one by one."""
+    if not sources:
+        return set()
+    partitions = sorted({(topic, partition) for topic, partition, _ in sources})
+    lasts = await conn.fetch(
+        """
+        SELECT s.topic, s.part,
+               (SELECT max(r.source_offset) FROM reports r
+                 WHERE r.source_topic = s.topic AND r.source_partition = s.part) AS last
+        FROM unnest($1::text[], $2::int[]) AS s(topic, part)
+        """,
+        [p[0] for p in partitions],
+        [p[1] for p in partitions],
+    )
+    last = {(r["topic"], r["part"]): r["last"] for r in lasts if r["last"] is not None}
+    sources = [s for s in sources if s[2] <= last.get((s[0], s[1]), -1)]
     if not sources:
         return set()
     rows = await conn.fetch(

@@ -228,3 +228,40 @@ async def test_a_batch_read_again_stores_and_forwards_nothing_more(
     # A copy is not stored, so read again it waits for its original's verdict again: a
     # copy is answered at least once, with the same verdict.
     assert pending == 2
+
+
+async def test_a_batch_partly_read_before_stores_only_the_records_not_stored_yet(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    # A crash after offsets 0-1 of partition 0 were stored: the next batch starts at 1
+    # again, goes on to 2, and holds partition 1's first record (offset 1 there is new).
+    config = settings(namespace, kafka_bootstrap, postgres_dsn)
+    runtime = Runtime("submission", config, MIGRATIONS)
+    await runtime.start()
+    ingest = Ingest(runtime, config.submission)
+    topic = config.kafka.topic(INBOUND)
+    a, b, c = (factories.report(unit=u) for u in ("TB.DH.X01", "TB.HH.N01", "TB.VT.X01"))
+    d = factories.report(unit="TB.DH.N01")
+    stored_before = records(topic, codec.dumps(a), codec.dumps(b))
+    again_and_new = (
+        *records(topic, codec.dumps(b), codec.dumps(c), first_offset=1),
+        *records(topic, codec.dumps(d), partition=1, first_offset=1),
+    )
+    try:
+        await ingest.from_kafka(stored_before)
+        await ingest.from_kafka(again_and_new)
+        async with runtime.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT report_id, source_partition, source_offset FROM reports"
+                " ORDER BY source_partition, source_offset"
+            )
+            pending = await conn.fetchval("SELECT count(*) FROM pending_duplicates")
+    finally:
+        await runtime.stop()
+    assert [(r["report_id"], r["source_partition"], r["source_offset"]) for r in rows] == [
+        (a.report_id, 0, 0),
+        (b.report_id, 0, 1),
+        (c.report_id, 0, 2),
+        (d.report_id, 1, 1),
+    ]
+    assert pending == 0  # b read again is recognised by its offset, not taken as a copy
