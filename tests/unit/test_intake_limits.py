@@ -21,7 +21,17 @@ def with_online(number: str) -> bytes:
 
 
 @pytest.mark.parametrize(
-    "number", ["1E+100000", "1E+20", "-1E+20", "1E-21", "123456789012345678901", "0E+100000"]
+    "number",
+    [
+        "1E+100000",
+        "1E+20",
+        "-1E+20",
+        "1E-21",
+        "123456789012345678901",
+        "0E+100000",
+        "1.00000000000000000000",  # 21 digits, the zeros too
+        "-0.000123456789012345678901",
+    ],
 )
 def test_numbers_too_long_or_too_far_from_one_are_refused(number: str) -> None:
     result = read(with_online(number), LIMITS)
@@ -36,7 +46,18 @@ def test_numbers_too_long_or_too_far_from_one_are_refused(number: str) -> None:
     assert result.report_id is not None  # the sender can be answered
 
 
-@pytest.mark.parametrize("number", ["12345678901234567890", "1E+19", "1E-20", "0", "-0.5"])
+@pytest.mark.parametrize(
+    "number",
+    [
+        "12345678901234567890",
+        "1E+19",
+        "1E-20",
+        "0",
+        "-0.5",
+        "-0.0000012345678901234567",  # written longer than 20 characters, 17 digits
+        "1.0000000000000000000",
+    ],
+)
 def test_numbers_within_the_limits_pass(number: str) -> None:
     assert isinstance(read(with_online(number), LIMITS), Readable)
 
