@@ -172,8 +172,11 @@ def _latencies(timeline: Timeline, phase: Phase) -> dict[str, Any]:
 
 def _by_second(timeline: Timeline, phase: Phase) -> list[dict[str, Any]]:
     """Receipt → province snapshot for the reports received in each second of the phase:
-    a queue that builds up, or one stall, shows here where a percentile cannot say when."""
+    a queue that builds up, or one stall, shows here where a percentile cannot say when.
+    Receipt → verdict beside it tells whether the time went before validation's verdict
+    was published or after it."""
     seconds: dict[int, list[float]] = {}
+    to_verdict: dict[int, list[float]] = {}
     received = [times for _, times in _accepted(timeline, phase) if times.snapshot is not None]
     if not received:
         return []
@@ -182,8 +185,13 @@ def _by_second(timeline: Timeline, phase: Phase) -> list[dict[str, Any]]:
         assert times.snapshot is not None
         second = int(times.received - start)
         seconds.setdefault(second, []).append(times.snapshot - times.received)
+        to_verdict.setdefault(second, []).append(times.verdict - times.received)
     return [
-        {"second": second, **figures.distribution(values)}
+        {
+            "second": second,
+            **figures.distribution(values),
+            "receipt_to_verdict": figures.distribution(to_verdict[second]),
+        }
         for second, values in sorted(seconds.items())
     ]
 

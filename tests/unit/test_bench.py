@@ -340,3 +340,5 @@ def test_latency_by_second_groups_reports_by_the_second_they_were_received_in() 
     assert [s["count"] for s in found] == [2, 1]
     assert found[0]["max"] == pytest.approx(0.5)
     assert found[1]["max"] == pytest.approx(2.0)
+    assert found[0]["receipt_to_verdict"]["max"] == pytest.approx(0.2)
+    assert found[1]["receipt_to_verdict"]["max"] == pytest.approx(1.3)
