@@ -50,13 +50,13 @@ class KafkaSettings(_Section):
     )
     batch_timeout_ms: int = Field(default=20, ge=1)
     fetch_min_bytes: int = Field(
-        default=16_384,
+        default=65_536,
         ge=1,
         description="A fetch returns once this much is waiting (or after `fetch_max_wait_ms`): "
         "fewer, fuller fetches, which is most of the broker's work under a steady flow.",
     )
     fetch_max_wait_ms: int = Field(
-        default=100,
+        default=200,
         ge=0,
         description="How long a fetch waits for `fetch_min_bytes` when little is flowing: "
         "each consumer polls the broker this often while idle.",
