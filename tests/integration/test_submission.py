@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import datetime
 
 import asyncpg
@@ -33,6 +35,20 @@ NOW = datetime.fromisoformat("2026-03-16T10:00:00+07:00")
 
 def settings(namespace: str, kafka_bootstrap: str, postgres_dsn: str) -> SubmissionSettings:
     return service_settings(SubmissionSettings, namespace, kafka_bootstrap, postgres_dsn, now=NOW)
+
+
+@contextlib.asynccontextmanager
+async def ingesting(
+    config: SubmissionSettings,
+) -> AsyncIterator[tuple[Runtime, Ingest]]:
+    """Submission's ingest on a started runtime, without its subscribers: a test hands it
+    the batches."""
+    runtime = Runtime("submission", config, MIGRATIONS)
+    await runtime.start()
+    try:
+        yield runtime, Ingest(runtime, config.submission)
+    finally:
+        await runtime.stop()
 
 
 async def test_a_report_sent_on_kafka_is_stored_and_forwarded_once_with_received_at(
@@ -160,9 +176,6 @@ async def test_a_duplicate_recorded_while_its_verdict_is_being_stored_is_still_a
     # The two subscribers race: the verdict's transaction has looked for pending duplicates
     # (none yet) and not committed, when a copy of the report arrives and finds no verdict.
     config = settings(namespace, kafka_bootstrap, postgres_dsn)
-    runtime = Runtime("submission", config, MIGRATIONS)
-    await runtime.start()
-    ingest = Ingest(runtime, config.submission)
     report = factories.report()
     raw = codec.dumps(report)
     inbound = config.kafka.topic(INBOUND)
@@ -174,7 +187,7 @@ async def test_a_duplicate_recorded_while_its_verdict_is_being_stored_is_still_a
         revision=1,
         status=Status.ACCEPTED,
     )
-    try:
+    async with ingesting(config) as (runtime, ingest):
         await ingest.from_kafka(records(inbound, raw))
         async with runtime.pool.acquire() as storing:
             transaction = storing.transaction()
@@ -192,8 +205,6 @@ async def test_a_duplicate_recorded_while_its_verdict_is_being_stored_is_still_a
             answers = await conn.fetch(
                 "SELECT payload FROM outbox WHERE topic = $1", config.kafka.topic(OUTCOMES)
             )
-    finally:
-        await runtime.stop()
     assert pending == 0
     assert [codec.decode(Outcome, a["payload"]).status for a in answers] == [Status.DUPLICATE]
 
@@ -204,14 +215,11 @@ async def test_a_batch_read_again_stores_and_forwards_nothing_more(
     # As after a crash before the offset commit, or a replay under new consumer groups: the
     # same records again, reports and a copy of one of them alike.
     config = settings(namespace, kafka_bootstrap, postgres_dsn)
-    runtime = Runtime("submission", config, MIGRATIONS)
-    await runtime.start()
-    ingest = Ingest(runtime, config.submission)
     first, second = factories.report(), factories.report(unit="TB.HH.N01")
     batch = records(
         config.kafka.topic(INBOUND), codec.dumps(first), codec.dumps(second), codec.dumps(first)
     )
-    try:
+    async with ingesting(config) as (runtime, ingest):
         await ingest.from_kafka(batch)
         async with runtime.pool.acquire() as conn:
             before = await conn.fetch("SELECT topic, payload FROM outbox ORDER BY id")
@@ -220,8 +228,6 @@ async def test_a_batch_read_again_stores_and_forwards_nothing_more(
             after = await conn.fetch("SELECT topic, payload FROM outbox ORDER BY id")
             stored = await conn.fetchval("SELECT count(*) FROM reports")
             pending = await conn.fetchval("SELECT count(*) FROM pending_duplicates")
-    finally:
-        await runtime.stop()
     assert [r["topic"] for r in before] == [config.kafka.topic(RECEIVED)] * 2
     assert after == before
     assert stored == 2
@@ -236,9 +242,6 @@ async def test_a_batch_partly_read_before_stores_only_the_records_not_stored_yet
     # A crash after offsets 0-1 of partition 0 were stored: the next batch starts at 1
     # again, goes on to 2, and holds partition 1's first record (offset 1 there is new).
     config = settings(namespace, kafka_bootstrap, postgres_dsn)
-    runtime = Runtime("submission", config, MIGRATIONS)
-    await runtime.start()
-    ingest = Ingest(runtime, config.submission)
     topic = config.kafka.topic(INBOUND)
     a, b, c = (factories.report(unit=u) for u in ("TB.DH.X01", "TB.HH.N01", "TB.VT.X01"))
     d = factories.report(unit="TB.DH.N01")
@@ -247,7 +250,7 @@ async def test_a_batch_partly_read_before_stores_only_the_records_not_stored_yet
         *records(topic, codec.dumps(b), codec.dumps(c), first_offset=1),
         *records(topic, codec.dumps(d), partition=1, first_offset=1),
     )
-    try:
+    async with ingesting(config) as (runtime, ingest):
         await ingest.from_kafka(stored_before)
         await ingest.from_kafka(again_and_new)
         async with runtime.pool.acquire() as conn:
@@ -256,8 +259,6 @@ async def test_a_batch_partly_read_before_stores_only_the_records_not_stored_yet
                 " ORDER BY source_partition, source_offset"
             )
             pending = await conn.fetchval("SELECT count(*) FROM pending_duplicates")
-    finally:
-        await runtime.stop()
     assert [(r["report_id"], r["source_partition"], r["source_offset"]) for r in rows] == [
         (a.report_id, 0, 0),
         (b.report_id, 0, 1),
