@@ -85,7 +85,7 @@ async def ensure_topics(kafka: KafkaSettings, *, deadline_s: float = 60.0) -> li
                             raise KafkaError(f"creating topic {name} failed with error {code}")
                         if code == 0:
                             created.append(name)
-                await _await_leaders(admin, [t.name for t in new_topics(kafka)])
+                await check_leaders(admin, [t.name for t in new_topics(kafka)])
             finally:
                 await admin.close()
     if created:
@@ -93,9 +93,9 @@ async def ensure_topics(kafka: KafkaSettings, *, deadline_s: float = 60.0) -> li
     return created
 
 
-async def _await_leaders(admin: AIOKafkaAdminClient, names: list[str]) -> None:
-    """Consumers started before every partition has a leader log errors until it has one;
-    raising here makes the surrounding retry wait for the leaders instead."""
+async def check_leaders(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    """Raise `KafkaError` unless every partition of these topics has a leader. Consumers
+    started before then log errors until it has one; a caller retries this to wait."""
     described = await admin.describe_topics(names)
     leaderless = [
         t["topic"]

@@ -13,13 +13,15 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from shared.kafka_client import client_options
 from shared.settings import KafkaSettings
-from shared.topics import TOPIC_ALREADY_EXISTS, new_topics
+from shared.topics import TOPIC_ALREADY_EXISTS, check_leaders, new_topics
 
 from .plan import DesiredTopic, Plan, TopicState
 
 # DescribeConfigs: the value was set on the topic itself (not inherited from the broker).
 DYNAMIC_TOPIC_CONFIG = 1
 UNKNOWN_TOPIC = 3
+# How long topics just created may take to show in the cluster's metadata.
+CREATED_DEADLINE_S = 60.0
 
 
 def declared_topics(kafka: KafkaSettings) -> list[DesiredTopic]:
@@ -110,6 +112,7 @@ async def apply(admin: AIOKafkaAdminClient, plan: Plan) -> None:
         for name, code, *_ in response.topic_errors:
             if code not in (0, TOPIC_ALREADY_EXISTS):
                 raise KafkaError(f"creating topic {name} failed with error {code}")
+        await _until_created(admin, [t.name for t in plan.create])
     if plan.reconfigure:
         resources = [
             ConfigResource(ConfigResourceType.TOPIC, change.topic, configs=dict(change.configs))
@@ -119,3 +122,19 @@ async def apply(admin: AIOKafkaAdminClient, plan: Plan) -> None:
             for code, message, _, name in response.resources:
                 if code != 0:
                     raise KafkaError(f"reconfiguring topic {name} failed ({code}): {message}")
+
+
+async def _until_created(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    """Return once the cluster reads back every topic just created, each partition with a
+    leader: a run right after this one then plans nothing, and services find them."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(KafkaError),
+        wait=wait_exponential(multiplier=0.05, max=2),
+        stop=stop_after_delay(CREATED_DEADLINE_S),
+        reraise=True,
+    ):
+        with attempt:
+            await check_leaders(admin, names)
+            unseen = set(names) - (await read_state(admin, names)).keys()
+            if unseen:
+                raise KafkaError(f"created topics not read back yet: {sorted(unseen)[:3]}")
