@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.system.stack import free_port
+from tests.system.stack import free_port, wait_ready
 
 READY_TIMEOUT_S = 60.0
 
@@ -63,17 +62,7 @@ class PrometheusServer:
             self._process = subprocess.Popen(
                 self._command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise AssertionError(f"prometheus exited:\n{self.tail()}")
-            try:
-                if self._http.get("/-/ready").status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"prometheus not ready within {READY_TIMEOUT_S} s:\n{self.tail()}")
+        wait_ready("prometheus", self._process, f"{self.url}/-/ready", READY_TIMEOUT_S, self.tail)
 
     def stop(self) -> None:
         self._http.close()

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,31 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+READY_POLL_S = 0.2
+
+
+def wait_ready(
+    name: str,
+    process: subprocess.Popen[bytes],
+    ready_url: str,
+    timeout: float,
+    tail: Callable[[], str],
+) -> None:
+    """Poll `ready_url` until it answers 200; fail at once if `process` exits, or at the
+    deadline. Either failure shows the end of the process's log (`tail`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{name} exited with {process.returncode}:\n{tail()}")
+        try:
+            if httpx.get(ready_url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(READY_POLL_S)
+    raise AssertionError(f"{name} not ready within {timeout} s:\n{tail()}")
 
 
 @dataclass
@@ -96,20 +121,13 @@ class Stack:
             self.wait_ready(service)
 
     def wait_ready(self, service: str, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            process = self.processes[service]
-            if process.poll() is not None:
-                raise AssertionError(
-                    f"{service} exited with {process.returncode}:\n{self.tail(service)}"
-                )
-            try:
-                if httpx.get(f"{self.url(service)}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"{service} not ready within {timeout} s:\n{self.tail(service)}")
+        wait_ready(
+            service,
+            self.processes[service],
+            f"{self.url(service)}/readyz",
+            timeout,
+            lambda: self.tail(service),
+        )
 
     def kill(self, service: str) -> None:
         """SIGKILL: no shutdown hook runs, as in a crash."""
