@@ -1,7 +1,9 @@
 """deploy/ checked without an engine or a cluster: the Dockerfile by hadolint, the compose
-file by the compose-spec schema (and `docker compose config` where the plugin exists), the
-Kubernetes manifests by the API's JSON schemas, strictly; and all of them against the code
-(commands, ports, consumer groups, topics, the Kafka version)."""
+file by the compose-spec schema (and `docker compose config` where the plugin exists), by
+the names its services refer to and by its brokers' listeners, the Kubernetes manifests by
+the API's JSON schemas, strictly; and all of them against the code (commands, ports,
+consumer groups, topics, the Kafka version). That Kafka itself accepts each compose
+broker's configuration is tests/integration/test_compose_brokers.py."""
 
 from __future__ import annotations
 
@@ -20,6 +22,15 @@ import yaml
 from devstack.kafka import KAFKA_VERSION
 from shared.contracts import ACCEPTED, AGGREGATES, INBOUND, RECEIVED
 from shared.settings import REPO_ROOT, KafkaSettings
+from tests.compose_file import (
+    BROKERS,
+    broker_properties,
+    interpolate,
+    listener_problems,
+    load_compose,
+    property_name,
+    reference_problems,
+)
 
 DEPLOY = REPO_ROOT / "deploy"
 K8S = DEPLOY / "k8s"
@@ -117,11 +128,6 @@ def test_every_service_the_entrypoint_names_is_a_runnable_module() -> None:
         assert (REPO_ROOT / "services" / command / "__main__.py").exists()
 
 
-def compose() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
-    return loaded
-
-
 def test_the_compose_file_matches_the_compose_specification() -> None:
     result = subprocess.run(
         [tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
@@ -150,7 +156,7 @@ def test_docker_compose_accepts_the_file_where_the_plugin_exists() -> None:
 
 
 def test_compose_runs_every_service_on_the_kafka_version_of_the_local_run() -> None:
-    services = compose()["services"]
+    services = load_compose()["services"]
     kafka = [s for name, s in services.items() if name.startswith("kafka-")]
     commands = {s["command"][0] for s in services.values() if "command" in s}
 
@@ -163,6 +169,67 @@ def test_compose_runs_every_service_on_the_kafka_version_of_the_local_run() -> N
     assert services["aggregation"]["depends_on"]["topics"] == {
         "condition": "service_completed_successfully"
     }
+
+
+def test_every_name_a_compose_service_refers_to_is_declared() -> None:
+    assert reference_problems(load_compose(), COMPOSE.parent) == []
+
+
+def test_a_compose_reference_to_nothing_is_reported() -> None:
+    broken = load_compose()
+    services = broken["services"]
+    services["grafana"]["depends_on"] = ["prometheus", "loki"]
+    services["postgres"]["volumes"] = ["pgdata:/var/lib/postgresql"]
+    services["acls"]["configs"] = [{"source": "kafka-admins", "target": "/etc/admin"}]
+    services["prometheus"]["volumes"].append("./rules.yml:/etc/rules.yml:ro")
+
+    assert reference_problems(broken, COMPOSE.parent) == [
+        "postgres mounts volume pgdata, which is not declared",
+        "acls uses config kafka-admins, which is not declared",
+        "prometheus mounts ./rules.yml, which does not exist",
+        "grafana depends on loki, which is not a service",
+    ]
+
+
+@pytest.mark.parametrize("broker", BROKERS)
+def test_each_compose_broker_advertises_and_names_only_its_own_listeners(broker: str) -> None:
+    assert listener_problems(broker_properties(load_compose(), broker)) == []
+
+
+def test_a_listener_advertised_under_another_name_is_reported() -> None:
+    properties = broker_properties(load_compose(), "kafka-1")
+    properties["advertised.listeners"] = "PLAINTEXT://kafka-1:9092,HOST://localhost:19092"
+    properties["inter.broker.listener.name"] = "BROKER"
+
+    assert listener_problems(properties) == [
+        "advertised listener PLAINTEXT is not among the listeners",
+        "advertised listener PLAINTEXT has no security protocol",
+        "listener BROKER is named but not among the listeners",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("variable", "name"),
+    [
+        ("KAFKA_LOG_DIRS", "log.dirs"),
+        ("KAFKA_NODE_ID", "node.id"),
+        (
+            "KAFKA_LISTENER_NAME_HOST_SCRAM___SHA___512_SASL_JAAS_CONFIG",
+            "listener.name.host.scram-sha-512.sasl.jaas.config",
+        ),
+        ("KAFKA_CONFLUENT__LICENSE_TOPIC", "confluent_license.topic"),
+    ],
+)
+def test_kafka_variables_become_the_property_names_the_image_writes(
+    variable: str, name: str
+) -> None:
+    assert property_name(variable) == name
+
+
+def test_compose_interpolation_takes_each_default_and_refuses_a_variable_without_one() -> None:
+    assert interpolate('password="${KAFKA_ADMIN_PASSWORD:-admin-dev}";') == 'password="admin-dev";'
+    with pytest.raises(ValueError, match="KAFKA_ADMIN_PASSWORD"):
+        interpolate("${KAFKA_ADMIN_PASSWORD}")
 
 
 @pytest.mark.parametrize(
