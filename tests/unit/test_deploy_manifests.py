@@ -1,13 +1,15 @@
 """deploy/ checked without an engine or a cluster: the Dockerfile by hadolint, the compose
 file by the compose-spec schema (and `docker compose config` where the plugin exists), by
 the names its services refer to and by its brokers' listeners, the Kubernetes manifests by
-the API's JSON schemas, strictly; and all of them against the code (commands, ports,
+the API's JSON schemas, strictly (and the KEDA overlay by `kubectl kustomize` where kubectl
+exists); and all of them against the code (commands, ports,
 consumer groups, topics, the Kafka version). That Kafka itself accepts each compose
 broker's configuration is tests/integration/test_compose_brokers.py."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,7 +22,8 @@ import pytest
 import yaml
 
 from devstack.kafka import KAFKA_VERSION
-from shared.contracts import ACCEPTED, AGGREGATES, INBOUND, RECEIVED
+from services.submission.kafka_access import inbound_pattern, inbound_topic
+from shared.contracts import ACCEPTED, AGGREGATES, INBOUND, OUTCOMES, RECEIVED
 from shared.settings import REPO_ROOT, KafkaSettings
 from tests.compose_file import (
     BROKERS,
@@ -38,14 +41,17 @@ COMPOSE = DEPLOY / "compose" / "compose.yaml"
 ENTRYPOINT = DEPLOY / "image" / "entrypoint.sh"
 KUBERNETES_VERSION = "1.33.0"
 COMMANDS = {"submission", "validation", "aggregation", "connector", "hub_simulator"}
-CONSUMED = {
-    "submission": INBOUND.name,
-    "validation": RECEIVED.name,
-    "aggregation": ACCEPTED.name,
-    "connector": AGGREGATES.name,
+# What KEDA must measure: each service's consumer groups and the topic each reads, None
+# for every topic of the group (submission's by pattern, services/submission/handlers.py).
+LAG: dict[str, dict[str, str | None]] = {
+    "submission": {"submission": None, "submission-verdicts": OUTCOMES.name},
+    "validation": {"validation": RECEIVED.name},
+    "aggregation": {"aggregation": ACCEPTED.name},
+    "connector": {"connector": AGGREGATES.name},
 }
-# Kinds the Kubernetes API does not define: checked below against the code instead.
-NOT_KUBERNETES = {"Kustomization", "ScaledObject", "TriggerAuthentication"}
+KEDA = DEPLOY / "k8s-keda"
+SCALING = K8S / "scaling"
+NOT_KUBERNETES = {"Component", "Kustomization", "ScaledObject", "TriggerAuthentication"}
 
 
 def tool(name: str) -> str:
@@ -277,7 +283,7 @@ def test_every_service_deployment_is_probed_bounded_and_protected() -> None:
         d["spec"]["selector"]["app.kubernetes.io/name"] for d in of_kind("Service").values()
     }
 
-    for name in CONSUMED:
+    for name in LAG:
         deployment = deployments[name]
         pod = deployment["spec"]["template"]["spec"]
         container = pod["containers"][0]
@@ -309,18 +315,96 @@ def test_production_settings_replicate_three_times_with_two_in_sync() -> None:
     assert not any("PASSWORD" in key or "SECRET" in key for key in config)
 
 
-def test_lag_scaling_watches_each_services_own_group_and_topic_within_its_partitions() -> None:
+def kafka_triggers(scaler: dict[str, Any]) -> dict[str, str | None]:
+    """consumer group → the topic its lag is measured on (None: all the group's topics)."""
+    triggers = [t for t in scaler["spec"]["triggers"] if t["type"] == "kafka"]
+    return {t["metadata"]["consumerGroup"]: t["metadata"].get("topic") for t in triggers}
+
+
+def test_lag_scaling_measures_every_group_of_each_service_on_what_it_reads() -> None:
+    scaled = of_kind("ScaledObject")
+    kafka = KafkaSettings()
+
+    assert set(scaled) == set(LAG)
+    for name, groups in LAG.items():
+        expected = {kafka.group(g): t and kafka.topic(t) for g, t in groups.items()}
+        assert kafka_triggers(scaled[name]) == expected, name
+
+
+def test_submission_lag_is_measured_on_the_per_source_topics_it_reads() -> None:
+    config = of_kind("ConfigMap")["baocao-config"]["data"]
+    kafka = KafkaSettings()
+    pattern = inbound_pattern(kafka)
+
+    # With sender authentication on, the group reads only the sources' own topics: a
+    # trigger on the shared one would see no lag however many reports wait.
+    assert config["BAOCAO_SUBMISSION__SENDER_AUTHENTICATION"] == "true"
+    assert re.match(pattern, kafka.topic(INBOUND.name)) is None
+    assert re.match(pattern, inbound_topic(kafka, "so-y-te"))
+    # KEDA's Kafka scaler without a topic sums the lag over every topic of the group.
+    assert kafka_triggers(of_kind("ScaledObject")["submission"])[kafka.group("submission")] is None
+
+
+def test_lag_scaling_stays_within_the_partitions_and_above_the_base_replicas() -> None:
     scaled = of_kind("ScaledObject")
     deployments = of_kind("Deployment")
     partitions = int(of_kind("ConfigMap")["baocao-config"]["data"]["BAOCAO_KAFKA__PARTITIONS"])
-    kafka = KafkaSettings()
+    authentications = of_kind("TriggerAuthentication")
 
-    assert set(scaled) == set(CONSUMED)
-    for name, scaler in scaled.items():
+    for scaler in scaled.values():
         spec = scaler["spec"]
-        trigger = next(t for t in spec["triggers"] if t["type"] == "kafka")
-        assert spec["scaleTargetRef"]["name"] in deployments
-        assert trigger["metadata"]["consumerGroup"] == kafka.group(name)
-        assert trigger["metadata"]["topic"] == kafka.topic(CONSUMED[name])
+        deployment = deployments[spec["scaleTargetRef"]["name"]]
+        assert deployment["spec"]["replicas"] == spec["minReplicaCount"]
         assert 2 <= spec["minReplicaCount"] <= spec["maxReplicaCount"] <= partitions
-        assert trigger["authenticationRef"]["name"] in of_kind("TriggerAuthentication")
+        for trigger in (t for t in spec["triggers"] if t["type"] == "kafka"):
+            assert trigger["authenticationRef"]["name"] in authentications
+            assert trigger["metadata"]["allowIdleConsumers"] == "false"
+
+
+def test_with_keda_the_deployments_leave_their_replica_count_to_it() -> None:
+    component = yaml.safe_load((SCALING / "kustomization.yaml").read_text())
+    overlay = yaml.safe_load((KEDA / "kustomization.yaml").read_text())
+    (patch,) = component["patches"]
+    key, _, value = patch["target"]["labelSelector"].partition("=")
+    targets = {s["spec"]["scaleTargetRef"]["name"] for s in of_kind("ScaledObject").values()}
+    base = yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
+    deployments = {
+        d["metadata"]["name"]: d
+        for name in base
+        for d in yaml.safe_load_all((K8S / name).read_text())
+        if d and d["kind"] == "Deployment"
+    }
+
+    assert overlay["resources"] == ["../k8s"]
+    assert overlay["components"] == ["../k8s/scaling"]
+    assert component["resources"] == ["keda.yaml"]
+    assert patch["target"]["kind"] == "Deployment"
+    assert yaml.safe_load(patch["patch"]) == [{"op": "remove", "path": "/spec/replicas"}]
+    assert set(deployments) == targets
+    for name, deployment in deployments.items():
+        assert deployment["metadata"]["labels"].get(key) == value, name
+
+
+def test_kustomize_builds_the_keda_overlay_where_kubectl_exists() -> None:
+    kubectl = shutil.which("kubectl")
+    if not kubectl:
+        pytest.skip("kubectl is not installed: `kubectl kustomize deploy/k8s-keda` not run")
+
+    def build(folder: Path) -> dict[tuple[str, str], dict[str, Any]]:
+        result = subprocess.run(
+            [kubectl, "kustomize", str(folder)], capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        built = [d for d in yaml.safe_load_all(result.stdout) if d]
+        return {(d["kind"], d["metadata"]["name"]): d for d in built}
+
+    base, scaled = build(K8S), build(KEDA)
+
+    assert set(scaled) - set(base) == {("ScaledObject", n) for n in LAG} | {
+        ("TriggerAuthentication", "baocao-kafka")
+    }
+    for key, document in base.items():
+        if key[0] == "Deployment":
+            assert "replicas" not in scaled[key]["spec"], key
+            document["spec"].pop("replicas")
+        assert scaled[key] == document, key
