@@ -1,9 +1,9 @@
 """On a three-node Kafka cluster with production's replication (3 replicas, min.insync.replicas
 2, topics provisioned by `python -m services.topics`), reports keep flowing while one broker
-is SIGKILLed and after it comes back, and while one of two aggregation instances in the same
-consumer group is SIGKILLed: every report gets exactly one verdict, the hub ends with the
-exact province totals of the latest accepted revisions, the group rebalances to the survivor
-and nothing is left uncommitted."""
+is SIGKILLed with reports in the pipeline, while it is down and while it comes back, and
+while one of two aggregation instances in the same consumer group is SIGKILLed: every report
+gets exactly one verdict, the hub ends with the exact province totals of the latest accepted
+revisions, the group rebalances to the survivor and nothing is left uncommitted."""
 
 from __future__ import annotations
 
@@ -14,10 +14,13 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
+from functools import partial
+from itertools import count
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaError
 
 from devstack.cluster import KafkaCluster
 from services.aggregation.folds import Figures, fold, frame_for, snapshot
@@ -28,6 +31,7 @@ from shared.settings import REPO_ROOT
 from tests.harness import TopicReader, eventually, produce
 from tests.system.cluster import ClusterView, ScaledStack, in_thread, local_cluster
 from tests.system.conftest import NOW
+from tests.system.report_stream import ReportStream
 from tests.system.stack import HubReader
 from tests.system.test_pipeline import as_accepted, kstt, ktxh, nvcp
 
@@ -85,21 +89,40 @@ def scaled_stack(
         stack.stop_all()
 
 
-def unit_reports() -> list[Report]:
-    """Revision 1 of every reporter of the three open periods, with distinct figures."""
+def reporters() -> Iterator[tuple[str, str, int]]:
+    """(regime, unit, its place among the regime's reporters) for the three open periods."""
     catalog = load_catalog(REPO_ROOT / "catalog")
-    reports: list[Report] = []
     for regime, period in SCOPES:
         frame = frame_for(catalog, regime, period)
         assert frame is not None
         for index, unit in enumerate(frame.reporters["TB"]):
-            if regime == "KSTT-TTHC":
-                reports.append(kstt(unit, 100 + 7 * index))
-            elif regime == "KTXH-M":
-                reports.append(ktxh(unit, f"{100 + index}.{index:03d}"))
-            else:
-                reports.append(nvcp(unit, 15 + 3 * index))
-    return reports
+            yield regime, unit, index
+
+
+def unit_report(regime: str, unit: str, index: int, revision: int = 1) -> Report:
+    """A reporter's report, its figures distinct per unit (`index`) and per revision."""
+    shift = revision - 1
+    if regime == "KSTT-TTHC":
+        return kstt(unit, 100 + 7 * index + shift, revision=revision)
+    if regime == "KTXH-M":
+        made = ktxh(unit, f"{100 + index + shift}.{index:03d}")
+    else:
+        made = nvcp(unit, 15 + 3 * index + shift)
+    return made.model_copy(update={"revision": revision})
+
+
+def unit_reports() -> list[Report]:
+    """Revision 1 of every reporter of the three open periods, with distinct figures."""
+    return [unit_report(*reporter) for reporter in reporters()]
+
+
+def revisions(reports: list[Report]) -> Iterator[Report]:
+    """`reports`, then each of their units' revision 2, 3, ... in turn, without end."""
+    yield from reports
+    places = {(regime, unit): index for regime, unit, index in reporters()}
+    for revision in count(2):
+        for r in reports:
+            yield unit_report(r.regime, r.unit, places[(r.regime, r.unit)], revision)
 
 
 def expected_figures(counted: list[Report]) -> dict[tuple[str, str], Figures]:
@@ -164,25 +187,44 @@ async def test_reports_survive_a_broker_kill_and_an_instance_kill_with_exact_tot
         await send(stack, waves[0])
         await verdicts(outcomes, {r.report_id for r in waves[0]}, timeout=90)
 
-        # Wave 2 while the broker leading the most partitions is dead (SIGKILL).
+        # Wave 2 and its units' later revisions flow, a batch at a time, while the broker
+        # leading the most partitions is SIGKILLed with reports in the pipeline, while it is
+        # down, and while it comes back and catches up.
         victim = await busiest_broker(view, topics)
-        assert await asyncio.to_thread(cluster.kill, victim)
-        await send(stack, waves[1])
-        await verdicts(outcomes, {r.report_id for r in waves[1]}, timeout=120)
+        inbound = f"{stack.namespace}{INBOUND.name}"
+        flow = ReportStream(
+            cluster.address, inbound, outcomes, revisions(waves[1]), size=3, limit=150
+        )
+        async with flow:
+            # Killed once a batch has been judged and the next is in the pipeline.
+            await eventually(flow.flowing, timeout=90, interval=0.05)
+            assert await asyncio.to_thread(cluster.kill, victim)
+            killed_at = flow.batches
 
-        async def shrunk() -> bool:
-            states = await view.partitions(topics)
-            return all(victim not in s.isr and len(s.isr) == 2 for s in states)
+            async def shrunk() -> bool:
+                try:
+                    states = await view.partitions(topics)
+                except KafkaError:  # asked the dead broker, not yet fenced: ask again
+                    return False
+                return all(victim not in s.isr and len(s.isr) == 2 for s in states)
 
-        await eventually(shrunk, timeout=30, interval=0.5)  # fenced, never below min ISR
+            await eventually(shrunk, timeout=30, interval=0.5)  # fenced, never below min ISR
 
-        # The broker comes back and catches up: every partition has three in-sync replicas.
-        await asyncio.to_thread(in_thread, cluster.start, [victim])
+            # Reports go on flowing on the two brokers left, then the third comes back while
+            # they flow, and catches up: every partition has three in-sync replicas again.
+            await eventually(partial(flow.flowing, killed_at), timeout=120, interval=0.05)
+            restarting_at = flow.batches
+            await asyncio.to_thread(in_thread, cluster.start, [victim])
+            restarted_at = flow.batches
 
-        async def fully_replicated() -> bool:
-            return all(len(s.isr) == 3 for s in await view.partitions(topics))
+            async def fully_replicated() -> bool:
+                return all(len(s.isr) == 3 for s in await view.partitions(topics))
 
-        await eventually(fully_replicated, timeout=120, interval=1.0)
+            await eventually(fully_replicated, timeout=120, interval=1.0)
+            await eventually(partial(flow.flowing, restarted_at), timeout=120, interval=0.05)
+        assert restarted_at > restarting_at  # batches were sent while the broker started
+        streamed = flow.sent
+        assert {r.report_id for r in waves[1]} <= {r.report_id for r in streamed}
 
         # Wave 3 while one of the two aggregation instances is SIGKILLed: the one that has
         # done work (the scopes' keys may all live on its partitions).
@@ -191,7 +233,7 @@ async def test_reports_survive_a_broker_kill_and_an_instance_kill_with_exact_tot
             name: await asyncio.to_thread(stack.counter, name, AGGREGATE, stage="aggregate")
             for name in ("aggregation", "aggregation-2")
         }
-        assert sum(done.values()) >= len(waves[0]) + len(waves[1])
+        assert sum(done.values()) >= len(waves[0]) + len(streamed)
         killed = max(done, key=lambda name: done[name])
         stack.kill(killed)
         await send(stack, waves[2][len(waves[2]) // 2 :])
@@ -212,7 +254,7 @@ async def test_reports_survive_a_broker_kill_and_an_instance_kill_with_exact_tot
         await send(stack, corrected)
         await verdicts(outcomes, {r.report_id for r in corrected}, timeout=90)
         await send(stack, duplicates)
-        every_id = {r.report_id for r in [*first, *corrected]}
+        every_id = {r.report_id for r in [*first, *streamed, *corrected]}
         seen = await verdicts(outcomes, every_id, timeout=120)
 
         async def duplicates_answered() -> list[Outcome] | None:
@@ -232,7 +274,7 @@ async def test_reports_survive_a_broker_kill_and_an_instance_kill_with_exact_tot
     )
 
     # The hub holds the exact province totals of the latest revision of every unit.
-    expected = expected_figures([*first, *corrected])
+    expected = expected_figures([*first, *streamed, *corrected])
     hub = HubReader(stack.url("hub_simulator"))
     try:
         for (regime, period), figures in expected.items():
@@ -257,10 +299,14 @@ async def test_reports_survive_a_broker_kill_and_an_instance_kill_with_exact_tot
         versions = [e["version"] for e in log if (e["regime"], e["period"], e["unit"]) == scope]
         assert versions == sorted(versions), scope  # never an older version after a newer one
     # Two corrections replaced their units' first figures (never added to them).
-    online = [Decimal(str(r.values["RECEIVED_ONLINE"])) for r in first if r.regime == "KSTT-TTHC"]
-    replaced = online[0] + online[3]
+    kstt_latest = {
+        r.unit: Decimal(str(r.values["RECEIVED_ONLINE"]))
+        for r in sorted([*first, *streamed], key=lambda r: r.revision)
+        if r.regime == "KSTT-TTHC"
+    }
+    replaced = kstt_latest[first[0].unit] + kstt_latest[first[3].unit]
     total = expected[("KSTT-TTHC", "2026-Q1")].values["RECEIVED_ONLINE"]
-    assert total == sum(online, Decimal(0)) - replaced + 400 + 333
+    assert total == sum(kstt_latest.values(), Decimal(0)) - replaced + 400 + 333
 
     # The surviving instance carried on: nothing left uncommitted in its group.
     async def drained() -> bool:
