@@ -3,8 +3,9 @@
 OAuth2 client-credentials tokens that expire; `PUT` idempotent by `Idempotency-Key`
 (same key and body: `unchanged`; same key, other body: 422); `409 stale` when a higher
 version is stored; 422 with reasons for a body it refuses; 429/503 with `Retry-After`
-from fault knobs settable at start and at run time. It keeps everything it stored, in
-order, in PostgreSQL (so it survives its own restarts), for tests and operators to audit.
+from fault knobs settable at start and at run time. It keeps every version it stored,
+body included, in order, in PostgreSQL (so it survives its own restarts), for tests and
+operators to audit.
 """
 
 from __future__ import annotations
@@ -210,11 +211,12 @@ def build_app(settings: HubSimulatorSettings, clock: Clock | None = None) -> Fas
 
     @app.get("/admin/received")
     async def received(
-        after: int = 0, limit: int = Query(default=1000, ge=1, le=10_000)
-    ) -> list[dict[str, Any]]:
-        """Every stored version, in the order the hub stored them (`id` rises)."""
+        after: int = 0, limit: int = Query(default=1000, ge=1, le=10_000), bodies: bool = False
+    ) -> JSONResponse:
+        """Every stored version, in the order the hub stored them (`id` rises); with
+        `bodies=true`, each with the snapshot stored, decimals exact."""
         async with pools[0].acquire() as conn:
-            return await store.received_log(conn, after, limit)
+            return JSONResponse(await store.received_log(conn, after, limit, bodies=bodies))
 
     @app.get("/admin/aggregates")
     async def held_all() -> JSONResponse:

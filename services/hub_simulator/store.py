@@ -72,26 +72,37 @@ async def store(
     )
     await conn.execute(
         "INSERT INTO received (regime, period, unit, version, idempotency_key, body_sha256,"
-        " stored_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        " body, stored_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         regime,
         period,
         unit,
         version,
         key,
         digest,
+        body,
         at,
     )
 
 
-async def received_log(conn: Connection, after: int, limit: int) -> list[dict[str, Any]]:
+async def received_log(
+    conn: Connection, after: int, limit: int, *, bodies: bool = False
+) -> list[dict[str, Any]]:
+    """Stored versions after id `after`, in order; with their bodies if asked (null for
+    versions stored before bodies were kept)."""
     rows = await conn.fetch(
-        "SELECT id, regime, period, unit, version, idempotency_key, stored_at FROM received"
+        "SELECT id, regime, period, unit, version, idempotency_key, stored_at,"
+        " CASE WHEN $3 THEN body END AS body FROM received"
         " WHERE id > $1"
         " ORDER BY id LIMIT $2",
         after,
         limit,
+        bodies,
     )
-    return [dict(r) | {"stored_at": r["stored_at"].isoformat()} for r in rows]
+    return [
+        {k: v for k, v in r.items() if bodies or k != "body"}
+        | {"stored_at": r["stored_at"].isoformat()}
+        for r in rows
+    ]
 
 
 async def all_held(conn: Connection) -> list[dict[str, Any]]:

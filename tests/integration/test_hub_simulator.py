@@ -6,7 +6,8 @@ first PUT of a version is stored, the same key and body again is `unchanged`, th
 with another body and any malformed body or mismatched key is 422 with reasons, a version
 not above the stored one is 409 stale with the current version; concurrent PUTs of one
 scope in any order never store a lower version after a higher one; GET and the admin
-listing give back the stored snapshot with exact decimals; fault knobs set at start (the
+listing give back the stored snapshot with exact decimals, and the audit log the body of
+every version stored; fault knobs set at start (the
 environment) and at run time (`PUT /admin/faults`) answer 503 for an outage (token
 endpoint included) until it ends, 503 and 429 with Retry-After at their rates; what was
 stored survives a restart, tokens do not; `/metrics` counts requests by endpoint and
@@ -230,11 +231,18 @@ async def test_concurrent_puts_in_any_order_never_store_a_lower_version_after_a_
 
 async def test_the_audit_log_lists_what_was_stored_in_order(hub: Client) -> None:
     for v, unit in [(1, "TB"), (1, "TB.DH"), (2, "TB")]:
-        await hub.put(snapshot(v, unit=unit))
+        await hub.put(snapshot(v, unit=unit, online=str(100 + v)))
     await hub.put(snapshot(1))  # stale: not stored, not listed
     log = (await hub.http.get("/admin/received")).json()
     assert [(e["unit"], e["version"]) for e in log] == [("TB", 1), ("TB.DH", 1), ("TB", 2)]
     assert log[0]["idempotency_key"] == "KSTT-TTHC|2025-Q1|TB|1"
+    assert "body" not in log[0]
+    # Every version's body is kept, not only the latest one's, decimals exact.
+    full = codec.loads((await hub.http.get("/admin/received", params={"bodies": "true"})).content)
+    assert [e["body"] for e in full] == [
+        codec.loads(codec.dumps(snapshot(v, unit=unit, online=str(100 + v))))
+        for v, unit in [(1, "TB"), (1, "TB.DH"), (2, "TB")]
+    ]
     page = (
         await hub.http.get("/admin/received", params={"after": log[0]["id"], "limit": 1})
     ).json()
