@@ -4,8 +4,8 @@ OAuth2 client-credentials tokens that expire; `PUT` idempotent by `Idempotency-K
 (same key and body: `unchanged`; same key, other body: 422); `409 stale` when a higher
 version is stored; 422 with reasons for a body it refuses; 429/503 with `Retry-After`
 from fault knobs settable at start and at run time. It keeps every version it stored,
-body included, in order, in PostgreSQL (so it survives its own restarts), for tests and
-operators to audit.
+body included, in order, in PostgreSQL (so it survives its own restarts), and a log of
+every PUT it received with its answer, for tests and operators to audit.
 """
 
 from __future__ import annotations
@@ -43,6 +43,22 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def _reasons(error: ValidationError) -> list[str]:
     return [f"{'.'.join(map(str, e['loc'])) or '(body)'}: {e['msg']}" for e in error.errors()]
+
+
+def _decoded(raw: bytes) -> AggregateSnapshot | list[str]:
+    """The snapshot a PUT's body carries, or the reasons it carries none."""
+    try:
+        return codec.decode(AggregateSnapshot, raw)
+    except ValidationError as error:
+        return _reasons(error)
+    except ValueError as error:
+        return [f"(body): {error}"]
+
+
+def _outcome(response: JSONResponse) -> str:
+    """An answer in a word: its `status` (stored, stale...) or its `error` (outage...)."""
+    body = codec.loads(bytes(response.body))
+    return str(body.get("status") or body.get("error"))
 
 
 def build_app(settings: HubSimulatorSettings, clock: Clock | None = None) -> FastAPI:
@@ -122,23 +138,36 @@ def build_app(settings: HubSimulatorSettings, clock: Clock | None = None) -> Fas
         with metrics.in_progress.labels(endpoint="put").track_inprogress():
             # The whole request is read first, as a server does: a client that goes away
             # while the hub works on it does not stop the hub from storing it.
-            raw = await request.body()
-            faulty = await misbehaviour("put")
-            if faulty is not None:
-                return faulty
-            if not tokens.valid(request.headers.get("authorization"), clock.now()):
-                return unauthorized("put")
-            return await _put(regime, period, unit, request, raw)
+            snapshot = _decoded(await request.body())
+            version = snapshot.version if isinstance(snapshot, AggregateSnapshot) else None
+            async with pools[0].acquire() as conn:
+                put_id = await store.arrived(conn, regime, period, unit, version, clock.now())
+            response = await _answer_put(regime, period, unit, request, snapshot)
+            async with pools[0].acquire() as conn:
+                await store.answered(
+                    conn, put_id, response.status_code, _outcome(response), clock.now()
+                )
+            return response
+
+    async def _answer_put(
+        regime: str,
+        period: str,
+        unit: str,
+        request: Request,
+        snapshot: AggregateSnapshot | list[str],
+    ) -> JSONResponse:
+        faulty = await misbehaviour("put")
+        if faulty is not None:
+            return faulty
+        if not tokens.valid(request.headers.get("authorization"), clock.now()):
+            return unauthorized("put")
+        if not isinstance(snapshot, AggregateSnapshot):
+            return answer("put", 422, {"status": "refused", "reasons": snapshot})
+        return await _put(regime, period, unit, request, snapshot)
 
     async def _put(
-        regime: str, period: str, unit: str, request: Request, raw: bytes
+        regime: str, period: str, unit: str, request: Request, snapshot: AggregateSnapshot
     ) -> JSONResponse:
-        try:
-            snapshot = codec.decode(AggregateSnapshot, raw)
-        except ValidationError as error:
-            return answer("put", 422, {"status": "refused", "reasons": _reasons(error)})
-        except ValueError as error:
-            return answer("put", 422, {"status": "refused", "reasons": [f"(body): {error}"]})
         expected_key = f"{regime}|{period}|{unit}|{snapshot.version}"
         key = request.headers.get("idempotency-key")
         reasons = []
@@ -217,6 +246,15 @@ def build_app(settings: HubSimulatorSettings, clock: Clock | None = None) -> Fas
         `bodies=true`, each with the snapshot stored, decimals exact."""
         async with pools[0].acquire() as conn:
             return JSONResponse(await store.received_log(conn, after, limit, bodies=bodies))
+
+    @app.get("/admin/puts")
+    async def puts(
+        after: int = 0, limit: int = Query(default=1000, ge=1, le=10_000)
+    ) -> list[dict[str, Any]]:
+        """Every PUT received, in the order it arrived (`id` rises), with the version it
+        carried, the version held for its scope when it arrived, and the answer."""
+        async with pools[0].acquire() as conn:
+            return await store.puts_log(conn, after, limit)
 
     @app.get("/admin/aggregates")
     async def held_all() -> JSONResponse:

@@ -108,3 +108,51 @@ async def received_log(
 async def all_held(conn: Connection) -> list[dict[str, Any]]:
     rows = await conn.fetch("SELECT body FROM aggregates ORDER BY regime, period, unit")
     return [r["body"] for r in rows]
+
+
+async def arrived(
+    conn: Connection, regime: str, period: str, unit: str, version: int | None, at: datetime
+) -> int:
+    """Log a PUT as it arrives, with the version held for its scope then; returns its id."""
+    put_id: int = await conn.fetchval(
+        """
+        INSERT INTO puts (regime, period, unit, version, held_version, arrived_at)
+        VALUES ($1, $2, $3, $4,
+                (SELECT version FROM aggregates
+                 WHERE regime = $1 AND period = $2 AND unit = $3), $5)
+        RETURNING id
+        """,
+        regime,
+        period,
+        unit,
+        version,
+        at,
+    )
+    return put_id
+
+
+async def answered(conn: Connection, put_id: int, status: int, outcome: str, at: datetime) -> None:
+    await conn.execute(
+        "UPDATE puts SET status = $2, outcome = $3, answered_at = $4 WHERE id = $1",
+        put_id,
+        status,
+        outcome,
+        at,
+    )
+
+
+async def puts_log(conn: Connection, after: int, limit: int) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT id, regime, period, unit, version, held_version, arrived_at, status, outcome,"
+        " answered_at FROM puts WHERE id > $1 ORDER BY id LIMIT $2",
+        after,
+        limit,
+    )
+    return [
+        dict(r)
+        | {
+            "arrived_at": r["arrived_at"].isoformat(),
+            "answered_at": r["answered_at"].isoformat() if r["answered_at"] else None,
+        }
+        for r in rows
+    ]

@@ -7,11 +7,12 @@ with another body and any malformed body or mismatched key is 422 with reasons, 
 not above the stored one is 409 stale with the current version; concurrent PUTs of one
 scope in any order never store a lower version after a higher one; GET and the admin
 listing give back the stored snapshot with exact decimals, and the audit log the body of
-every version stored; fault knobs set at start (the
-environment) and at run time (`PUT /admin/faults`) answer 503 for an outage (token
-endpoint included) until it ends, 503 and 429 with Retry-After at their rates; what was
-stored survives a restart, tokens do not; `/metrics` counts requests by endpoint and
-status.
+every version stored; every PUT is logged as it arrived, with the version held then and
+its answer, so a client replaying a version older than the one held (answered
+`unchanged`) is caught; fault knobs set at start (the environment) and at run time
+(`PUT /admin/faults`) answer 503 for an outage (token endpoint included) until it ends,
+503 and 429 with Retry-After at their rates; what was stored survives a restart, tokens
+do not; `/metrics` counts requests by endpoint and status.
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ from typing import Any
 import httpx
 import pytest
 
+from services.connector.hub_client import JsonHub
 from services.hub_simulator.app import build_app
 from services.hub_simulator.settings import HubSimulatorSettings
 from shared import codec
 from shared.clock import FixedClock
-from shared.contracts import AggregateSnapshot, Completeness
+from shared.contracts import AggregateSnapshot, Completeness, DeliveryOutcome
 from tests.harness import running, service_settings
+from tests.system.delivery_audit import older_than_held
 
 NOW = datetime.fromisoformat("2025-03-18T09:00:00+07:00")
 CREDENTIALS = {
@@ -207,6 +210,58 @@ async def test_a_body_or_key_it_cannot_take_is_422_with_reasons(
     assert answer.json()["status"] == "refused"
     assert any(reason in r for r in answer.json()["reasons"]), answer.json()
     assert (await hub.http.get("/admin/received")).json() == []
+
+
+async def test_every_put_is_logged_as_it_arrived_with_what_was_held_and_the_answer(
+    hub: Client, clock: FixedClock
+) -> None:
+    await hub.put(snapshot(1))
+    clock.advance(timedelta(seconds=1))
+    await hub.put(snapshot(1))
+    await hub.put(snapshot(3))
+    await hub.put(snapshot(2))
+    await hub.put(snapshot(4), body=b"not json")
+    await hub.http.put(PATH, content=codec.dumps(snapshot(4)))  # no token
+    await hub.faults(outage_seconds=5)
+    await hub.put(snapshot(4))
+    log = (await hub.http.get("/admin/puts")).json()
+    assert [(e["version"], e["held_version"], e["status"], e["outcome"]) for e in log] == [
+        (1, None, 200, "stored"),
+        (1, 1, 200, "unchanged"),
+        (3, 1, 200, "stored"),
+        (2, 3, 409, "stale"),
+        (None, 3, 422, "refused"),
+        (4, 3, 401, "invalid_token"),
+        (4, 3, 503, "outage"),
+    ]
+    assert {(e["regime"], e["period"], e["unit"]) for e in log} == {("KSTT-TTHC", "2025-Q1", "TB")}
+    arrived = [datetime.fromisoformat(e["arrived_at"]) for e in log]
+    assert arrived[:2] == [NOW, NOW + timedelta(seconds=1)]
+    assert all(e["answered_at"] == e["arrived_at"] for e in log)
+    page = (await hub.http.get("/admin/puts", params={"after": log[0]["id"], "limit": 2})).json()
+    assert page == log[1:3]
+
+
+async def test_the_put_log_shows_a_client_replaying_an_older_version_the_answers_hide(
+    settings: HubSimulatorSettings, clock: FixedClock
+) -> None:
+    app = build_app(settings, clock)
+    async with running(app) as http:
+        adapter = JsonHub(settings.hub, transport=httpx.ASGITransport(app=app))
+        try:
+            # A connector that sends version 1 again after version 2 was stored.
+            replies = [await adapter.deliver(snapshot(v)) for v in (1, 1, 2, 1)]
+        finally:
+            await adapter.aclose()
+        log = (await http.get("/admin/puts")).json()
+    assert [r.outcome for r in replies] == [
+        DeliveryOutcome.STORED,
+        DeliveryOutcome.UNCHANGED,
+        DeliveryOutcome.STORED,
+        DeliveryOutcome.UNCHANGED,  # not stale: a check of hub.sync.v1 would pass
+    ]
+    assert older_than_held(log) == [log[3]]
+    assert older_than_held(log[:3]) == []  # a retry of the version held is no replay
 
 
 async def test_get_of_a_scope_never_stored_is_404(hub: Client) -> None:

@@ -5,8 +5,10 @@ aggregation emitted.
 duplicates, refusals) to reports.inbound.v1 at a steady rate, and remembers every
 report_id. `settle` waits until every report sent has its verdict, every accepted one is
 counted by aggregation and every snapshot it emitted is on aggregates.v1; then the latest
-version of each synced scope is read from aggregates.v1 to its end. `audit` compares the
-hub with that, and its audit log with the rule that no scope ever goes back a version.
+version of each synced scope is read from aggregates.v1 to its end. The tests compare the
+hub with that, its log of stored versions with the rule that no scope ever goes back a
+version, and its log of every PUT with the rule that no client sends a version older than
+one the hub already holds.
 """
 
 from __future__ import annotations
@@ -226,11 +228,19 @@ class Pipeline:
         return {(h["regime"], h["period"], h["unit"]): h for h in codec.loads(answer.content)}
 
     async def received(self) -> list[dict[str, Any]]:
+        """Every version the hub stored, in order."""
+        return await self._log("/admin/received")
+
+    async def puts(self) -> list[dict[str, Any]]:
+        """Every PUT the hub received, in order, with what it held then and its answer."""
+        return await self._log("/admin/puts")
+
+    async def _log(self, path: str) -> list[dict[str, Any]]:
         entries: list[dict[str, Any]] = []
         async with self.hub() as hub:
             while True:
                 after = entries[-1]["id"] if entries else 0
-                page = (await hub.get("/admin/received", params={"after": after})).json()
+                page = (await hub.get(path, params={"after": after})).json()
                 if not page:
                     return entries
                 entries += page
@@ -279,6 +289,19 @@ def sample(
         for (sample_name, sample_labels), value in samples.items()
         if sample_name == name and set(labels.items()) <= set(sample_labels)
     )
+
+
+def older_than_held(puts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The PUTs that carried a version lower than one the hub had already stored for their
+    scope when they arrived. Such a replay is answered `unchanged` when its key was seen
+    before, never `stale`, so hub.sync.v1 alone would not show that it was sent."""
+    return [
+        put
+        for put in puts
+        if put["version"] is not None
+        and put["held_version"] is not None
+        and put["version"] < put["held_version"]
+    ]
 
 
 def never_back_a_version(log: Iterable[dict[str, Any]]) -> dict[Scope, list[int]]:

@@ -12,9 +12,11 @@ duplicates, refusals) keep arriving while the hub misbehaves:
 4. the hub is down for 60 seconds: the circuit opens, and the hub catches up once it is back.
 
 After each: for every synced scope the hub holds exactly the latest version aggregation
-emitted (read from aggregates.v1 to its end), body for body; its audit log never stores a
-lower version of a scope after a higher one; and no attempt on hub.sync.v1 was ever stale,
-so the connector never sent a version older than one the hub held.
+emitted (read from aggregates.v1 to its end), body for body; its log of stored versions
+never goes back a version of a scope; no PUT it received ever carried a version lower
+than one it already held for that scope (a replay of a version it stored before is
+answered `unchanged`, so only its log of PUTs shows it); and no attempt on hub.sync.v1
+was ever stale.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from tests.system.delivery_audit import (
     ReportFeed,
     Scope,
     never_back_a_version,
+    older_than_held,
     sample,
 )
 from tests.system.stack import Stack
@@ -110,6 +113,11 @@ async def assert_the_hub_holds_exactly_the_latest(
     for scope, versions in stored.items():
         assert versions == sorted(set(versions)), (scope, versions)
         assert versions[-1] == latest[scope]["version"], scope
+    puts = await pipeline.puts()
+    assert {(p["regime"], p["period"], p["unit"], p["version"]) for p in puts} >= {
+        (*scope, version) for scope, versions in stored.items() for version in versions
+    }
+    assert older_than_held(puts) == []
     stale = [r for r in await pipeline.sync_results() if r.outcome is DeliveryOutcome.STALE]
     assert stale == []
     return latest
