@@ -41,12 +41,14 @@ from tests.system.delivery_audit import (
     never_back_a_version,
     older_than_held,
     sample,
+    stack_now,
 )
 from tests.system.stack import Stack
 
 NOW = "2025-03-16T10:00:00+07:00"
 LEVELS = ("province", "district")
 RATE = 5.0  # reports a second: a busy morning at the province's local systems
+OUTAGE = timedelta(seconds=60)
 CATALOG = load_catalog(REPO_ROOT / "catalog")
 
 
@@ -204,10 +206,15 @@ async def test_a_connector_killed_mid_delivery_and_a_restarted_hub_lose_nothing(
 
 @pytest.mark.timeout(400)
 async def test_after_a_60_second_hub_outage_the_hub_holds_every_latest_version(
-    pipeline: Pipeline, feed: ReportFeed
+    stack: Stack, pipeline: Pipeline, feed: ReportFeed
 ) -> None:
+    asked = stack_now(stack)  # the test's own clock (the stack's, read here)
     knobs = await pipeline.set_faults(outage_seconds=60)
+    answered = stack_now(stack)
     until = datetime.fromisoformat(knobs["outage_until"])
+    # The hub reports the window asked for: 60 s from when the knob was set.
+    tick = timedelta(milliseconds=1)  # the two clocks round to microseconds apart
+    assert asked + OUTAGE - tick <= until <= answered + OUTAGE + tick
     since = len(await pipeline.sync_results())
 
     async def circuit_open() -> bool:
@@ -225,9 +232,18 @@ async def test_after_a_60_second_hub_outage_the_hub_holds_every_latest_version(
     failed = [r for r in attempts if r.outcome is DeliveryOutcome.FAILED]
     assert failed
     assert {r.status_code for r in failed} == {503}
-    # No failure once the hub was back (a few seconds for answers crossing the boundary).
-    assert all(r.attempted_at < until + timedelta(seconds=5) for r in failed)
-    # (A second of grace at the start, for a PUT already past the hub's door when it went down.)
-    started = until - timedelta(seconds=59)
-    stored_during = [e for e in log if started <= datetime.fromisoformat(e["stored_at"]) < until]
-    assert stored_during == []
+    # By the test's clock the hub was down from `answered` to `asked + OUTAGE` at least,
+    # and up again by `answered + OUTAGE`. The circuit's probes (every 10 s at most here)
+    # still failed in the window's last 15 seconds...
+    down_to = asked + OUTAGE
+    assert any(down_to - timedelta(seconds=15) <= r.attempted_at < down_to for r in failed)
+    # ...and none failed once it was back (a few seconds for answers crossing the end).
+    assert all(r.attempted_at < answered + OUTAGE + timedelta(seconds=5) for r in failed)
+    # Nothing was stored meanwhile (a second of grace at the start, for a PUT already
+    # past the hub's door when it went down).
+    down_from = answered + timedelta(seconds=1)
+    stored = [datetime.fromisoformat(e["stored_at"]) for e in log]
+    assert [at for at in stored if down_from <= at < down_to] == []
+    puts = [p for p in await pipeline.puts() if p["answered_at"] is not None]
+    during = [p for p in puts if down_from <= datetime.fromisoformat(p["arrived_at"]) < down_to]
+    assert {(p["status"], p["outcome"]) for p in during} <= {(503, "outage")}
