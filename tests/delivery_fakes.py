@@ -141,11 +141,13 @@ class FakeLedger:
                 released += 1
         return released
 
-    async def acknowledged(self, limit: int) -> list[tuple[str, str, str, int]]:
+    async def acknowledged(
+        self, after: Scope | None, limit: int
+    ) -> list[tuple[str, str, str, int]]:
         return [
             (*scope, row.acked_version)
-            for scope, row in self.rows.items()
-            if row.acked_version >= row.version
+            for scope, row in sorted(self.rows.items())
+            if row.acked_version >= row.version and (after is None or scope > after)
         ][:limit]
 
     async def rewind(self, regime: str, period: str, unit: str, held: int) -> bool:
@@ -183,6 +185,7 @@ class FakeHub:
     tokens: dict[str, datetime] = field(default_factory=dict)
     tokens_issued: int = 0
     puts: list[tuple[Scope, int]] = field(default_factory=list)
+    gets: list[Scope] = field(default_factory=list)
     stored: list[tuple[Scope, int]] = field(default_factory=list)
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -197,6 +200,7 @@ class FakeHub:
         *_, regime, period, unit = request.url.path.split("/")
         scope = (regime, period, unit)
         if request.method == "GET":
+            self.gets.append(scope)
             if scope not in self.held:
                 return httpx.Response(404, json={"error": "not_found"})
             return httpx.Response(200, content=codec.dumps(self.held[scope][1]))
@@ -239,6 +243,14 @@ class FakeHub:
     def restart(self) -> None:
         """What it stored survives; the tokens it issued do not."""
         self.tokens.clear()
+
+    def backup(self) -> tuple[dict[Scope, tuple[int, Any]], dict[str, str]]:
+        """What it holds now, for `restore`."""
+        return dict(self.held), dict(self.keys)
+
+    def restore(self, backup: tuple[dict[Scope, tuple[int, Any]], dict[str, str]]) -> None:
+        """A hub brought back from an old backup: it holds older versions than it acknowledged."""
+        self.held, self.keys = dict(backup[0]), dict(backup[1])
 
     def lose(self, scope: Scope) -> None:
         """A hub that lost a scope (restored from an old backup)."""

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -27,7 +28,7 @@ from .hub_client import HubAdapter, HubReply, HubUnavailableError
 from .ledger import Ledger
 from .policy import Backoff, Circuit, Step, Transition, holds_this_version, step_after
 from .settings import ConnectorSection
-from .store import Attempt, Due
+from .store import Attempt, Due, Scope
 
 log = get_logger(__name__)
 
@@ -36,6 +37,9 @@ log = get_logger(__name__)
 RECONCILE_GIVE_UP_AFTER = 3
 # An incomplete reconciliation (hub down, database down) is tried again this soon.
 RECONCILE_RETRY_S = 30.0
+# Scopes believed delivered are read this many at a time, so a check of every scope
+# (tens of thousands over the years' periods) never holds them all in memory at once.
+RECONCILE_PAGE = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +59,9 @@ class Deliverer:
         metrics: Metrics,
         sync_topic: str,
         rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        """`sleep` is the reconciliation timer's (tests run it on their own clock)."""
         self._ledger = ledger
         self._hub = hub
         self._section = section
@@ -63,6 +69,7 @@ class Deliverer:
         self._metrics = metrics
         self._sync_topic = sync_topic
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self._sleep = sleep
         self._backoff = Backoff(section.backoff_base_s, section.backoff_cap_s)
         self.circuit = Circuit(
             section.circuit_threshold, section.circuit_cool_down_s, section.circuit_max_cool_down_s
@@ -186,34 +193,48 @@ class Deliverer:
             self._sync_topic, scope_key(s.regime, s.period, s.unit), codec.dumps(result)
         )
 
-    async def reconcile(self, limit: int = 10_000) -> Reconciliation:
-        """Ask the hub what it holds for scopes believed delivered; resend what it lacks."""
-        believed = await self._ledger.acknowledged(limit)
-        checked = rewound = unanswered = 0
-        for regime, period, unit, acked in believed:
-            try:
-                held = await self._hub.held_version(regime, period, unit)
-            except HubUnavailableError as error:
-                unanswered += 1
-                log.warning("reconcile_unanswered", regime=regime, error=str(error))
-                if unanswered >= RECONCILE_GIVE_UP_AFTER:
-                    return Reconciliation(checked, rewound, complete=False)
-                continue
-            unanswered = 0
-            checked += 1
-            if (held or 0) < acked and await self._ledger.rewind(regime, period, unit, held or 0):
-                rewound += 1
-                log.warning(
-                    "hub_missing_version",
-                    regime=regime,
-                    period=period,
-                    unit=unit,
-                    held=held,
-                    acknowledged=acked,
-                )
+    async def reconcile(self, page: int = RECONCILE_PAGE) -> Reconciliation:
+        """Ask the hub what it holds for every scope believed delivered; resend what it lacks."""
+        checked = rewound = unanswered = believed = 0
+        async with contextlib.aclosing(self._believed_delivered(page)) as scopes:
+            async for regime, period, unit, acked in scopes:
+                believed += 1
+                try:
+                    held = await self._hub.held_version(regime, period, unit)
+                except HubUnavailableError as error:
+                    unanswered += 1
+                    log.warning("reconcile_unanswered", regime=regime, error=str(error))
+                    if unanswered >= RECONCILE_GIVE_UP_AFTER:
+                        break
+                    continue
+                unanswered = 0
+                checked += 1
+                if (held or 0) < acked and await self._ledger.rewind(
+                    regime, period, unit, held or 0
+                ):
+                    rewound += 1
+                    log.warning(
+                        "hub_missing_version",
+                        regime=regime,
+                        period=period,
+                        unit=unit,
+                        held=held,
+                        acknowledged=acked,
+                    )
         if rewound:
             self.notify()
-        return Reconciliation(checked, rewound, complete=checked == len(believed))
+        return Reconciliation(checked, rewound, complete=checked == believed)
+
+    async def _believed_delivered(self, page: int) -> AsyncGenerator[tuple[str, str, str, int]]:
+        """Every scope believed delivered, read `page` at a time in scope order."""
+        after: Scope | None = None
+        while True:
+            batch = await self._ledger.acknowledged(after, page)
+            for row in batch:
+                yield row
+            if len(batch) < page:
+                return
+            after = batch[-1][:3]
 
     async def reconcile_forever(self) -> None:
         """At start every scope behind the hub is due at once, then the hub is checked;
@@ -238,7 +259,7 @@ class Deliverer:
                     wait = self._section.reconcile_interval_s
             except Exception:
                 log.exception("reconcile_failed")
-            await asyncio.sleep(min(wait, self._section.reconcile_interval_s))
+            await self._sleep(min(wait, self._section.reconcile_interval_s))
 
     async def watch_backlog(self, interval_s: float = 5.0) -> None:
         """Scopes behind the hub and scopes parked, as gauges for the operators' alerts."""

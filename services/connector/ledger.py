@@ -20,7 +20,7 @@ from shared.logging import get_logger
 from shared.outbox import OutboxMessage
 
 from . import store
-from .store import Attempt, Due
+from .store import Attempt, Due, Scope
 
 log = get_logger(__name__)
 
@@ -42,8 +42,11 @@ class Ledger(Protocol):
         """Every scope behind the hub is due at once (backoffs forgotten, parked excepted)."""
         ...
 
-    async def acknowledged(self, limit: int) -> list[tuple[str, str, str, int]]:
-        """(regime, period, unit, acknowledged version) of scopes believed delivered."""
+    async def acknowledged(
+        self, after: Scope | None, limit: int
+    ) -> list[tuple[str, str, str, int]]:
+        """(regime, period, unit, acknowledged version) of up to `limit` scopes believed
+        delivered, in scope order, after the scope `after` (a page of them)."""
         ...
 
     async def rewind(self, regime: str, period: str, unit: str, held: int) -> bool:
@@ -93,9 +96,11 @@ class PostgresLedger:
         async with self._pool().acquire() as conn:
             return await store.due_now(conn)
 
-    async def acknowledged(self, limit: int) -> list[tuple[str, str, str, int]]:
+    async def acknowledged(
+        self, after: Scope | None, limit: int
+    ) -> list[tuple[str, str, str, int]]:
         async with self._pool().acquire() as conn:
-            return await store.acknowledged(conn, limit)
+            return await store.acknowledged(conn, after, limit)
 
     async def rewind(self, regime: str, period: str, unit: str, held: int) -> bool:
         async with self._pool().acquire() as conn:

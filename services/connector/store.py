@@ -230,11 +230,21 @@ async def unpark(conn: Connection, regime: str | None = None) -> int:
     return len(result)
 
 
-async def acknowledged(conn: Connection, limit: int) -> list[tuple[str, str, str, int]]:
-    """Scopes believed delivered, to check against what the hub holds."""
+async def acknowledged(
+    conn: Connection, after: Scope | None, limit: int
+) -> list[tuple[str, str, str, int]]:
+    """Scopes believed delivered, to check against what the hub holds: a page of them in
+    the primary key's order, after the scope `after` (None: from the first)."""
+    first = after is None
+    regime, period, unit = after or ("", "", "")
     rows = await conn.fetch(
         "SELECT regime, period, unit, acked_version FROM deliveries"
-        " WHERE acked_version >= version ORDER BY updated_at DESC LIMIT $1",
+        " WHERE acked_version >= version AND ($1 OR (regime, period, unit) > ($2, $3, $4))"
+        " ORDER BY regime, period, unit LIMIT $5",
+        first,
+        regime,
+        period,
+        unit,
         limit,
     )
     return [(r["regime"], r["period"], r["unit"], r["acked_version"]) for r in rows]

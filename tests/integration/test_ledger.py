@@ -6,7 +6,8 @@ due only when its latest version is not acknowledged, not parked and its backoff
 a claimed scope is nobody else's until the claim ends; each result is recorded by the
 rules (acknowledged, retried later with one more attempt, parked), and the result for a
 version superseded while in flight leaves the new version due with a clean slate;
-`due_now` forgets backoffs but not refusals; `rewind` makes a scope due again. On
+`due_now` forgets backoffs but not refusals; `rewind` makes a scope due again; scopes
+believed delivered are read a page at a time, each once. On
 PostgreSQL only: a claim ends with the connection that held it (a crashed instance
 blocks nothing), claims in two schemas of one database never meet, and the attempt's
 result and its hub.sync.v1 message are committed together.
@@ -272,12 +273,25 @@ async def test_due_now_forgets_backoffs_but_not_refusals(subject: Subject) -> No
 async def test_rewind_makes_a_scope_due_again(subject: Subject) -> None:
     await subject.remember(snapshot(version=4))
     await record(subject.ledger, T0, ACKED)
-    assert await subject.ledger.acknowledged(10) == [(*TB, 4)]
+    assert await subject.ledger.acknowledged(None, 10) == [(*TB, 4)]
     assert not await subject.ledger.rewind(*TB, 4)
     assert await subject.ledger.rewind(*TB, 2)
-    assert await subject.ledger.acknowledged(10) == []
+    assert await subject.ledger.acknowledged(None, 10) == []
     assert await claimed(subject.ledger, T0) == [("TB", 4)]
     assert await subject.ledger.backlog() == (1, 0)
+
+
+async def test_scopes_believed_delivered_are_read_a_page_at_a_time(subject: Subject) -> None:
+    units = ["TB", "TB.DH", "TB.DH.X01", "TB.HH", "TB.QP", "TB.VT"]
+    await subject.remember(*(snapshot(unit) for unit in units))
+    await record(subject.ledger, T0, *[ACKED] * len(units))
+    await subject.remember(snapshot("TB.KX"))  # not delivered: not listed
+    pages = [await subject.ledger.acknowledged(None, 4)]
+    while len(pages[-1]) == 4 and len(pages) < 5:
+        pages.append(await subject.ledger.acknowledged(pages[-1][-1][:3], 4))
+    read = [row for page in pages for row in page]
+    assert [len(page) for page in pages] == [4, 2]
+    assert sorted(read) == [("KSTT-TTHC", "2025-Q1", unit, 1) for unit in sorted(units)]
 
 
 # --- PostgreSQL only ------------------------------------------------------------------------

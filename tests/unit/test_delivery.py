@@ -10,15 +10,19 @@ cool-down, and when a probe succeeds every scope waiting out a backoff is due at
 refused snapshot is parked until a new version or an operator releases it; a stale reply
 counts as delivered; tokens that expire every two seconds, or that a hub restart revokes,
 never fail a delivery; an adapter that raises fails only its own attempt; the hub-sync lag
-is observed for each version the hub holds; reconciliation resends what the hub lost, and
-stops without changing anything when the hub cannot answer; at start, scopes waiting out
-a backoff are due at once.
+is observed for each version the hub holds; reconciliation checks every scope believed
+delivered, a page at a time, resends what the hub lost, and stops without changing
+anything when the hub cannot answer; it runs at start and again after each interval (on
+a timer that follows the test's clock), sooner when the hub could not answer, and a scope
+the hub holds behind the version it acknowledged is sent again; at start, scopes waiting
+out a backoff are due at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,7 +33,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from services.connector.delivery import Deliverer
+from services.connector.delivery import RECONCILE_RETRY_S, Deliverer
 from services.connector.hub_client import HubReply, JsonHub
 from services.connector.settings import ConnectorSection
 from shared import codec
@@ -75,6 +79,29 @@ def snapshot(unit: str = "TB", version: int = 1, online: int = 100) -> Aggregate
     )
 
 
+class Timer:
+    """The reconciliation timer on the test's clock: each wait is recorded, and ends (the
+    clock moving on by its length) only when the test lets it."""
+
+    def __init__(self, clock: FixedClock) -> None:
+        self.clock = clock
+        self.waits: list[float] = []
+        self._ends: asyncio.Queue[None] = asyncio.Queue()
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        await self._ends.get()
+        self.clock.advance(timedelta(seconds=seconds))
+
+    def elapse(self) -> None:
+        """The wait in progress (or the next one) is over."""
+        self._ends.put_nowait(None)
+
+    async def waiting(self, count: int) -> bool:
+        """Whether the `count`-th wait has begun."""
+        return len(self.waits) >= count
+
+
 @dataclass
 class Rig:
     clock: FixedClock
@@ -82,6 +109,7 @@ class Rig:
     ledger: FakeLedger
     deliverer: Deliverer
     metrics: Metrics
+    timer: Timer
 
     def advance(self, seconds: float) -> None:
         self.clock.advance(timedelta(seconds=seconds))
@@ -109,9 +137,12 @@ async def rig(**section: float) -> AsyncIterator[Rig]:
         monotonic=lambda: (clock.now() - T0).total_seconds(),
     )
     settings = ConnectorSection(**section)  # type: ignore[arg-type]
-    deliverer = Deliverer(ledger, client, settings, clock, metrics, TOPIC, rng=Ceiling())
+    timer = Timer(clock)
+    deliverer = Deliverer(
+        ledger, client, settings, clock, metrics, TOPIC, rng=Ceiling(), sleep=timer.sleep
+    )
     try:
-        yield Rig(clock, fake, ledger, deliverer, metrics)
+        yield Rig(clock, fake, ledger, deliverer, metrics, timer)
     finally:
         await client.aclose()
 
@@ -433,6 +464,78 @@ async def test_reconciliation_stops_and_changes_nothing_when_the_hub_cannot_answ
     assert all(row.acked_version == 1 for row in r.ledger.rows.values())
 
 
+async def test_reconciliation_checks_every_scope_believed_delivered_a_page_at_a_time() -> None:
+    units = [f"TB.U{n:02d}" for n in range(7)]
+    async with rig(concurrency=8) as r:
+        for unit in units:
+            r.ledger.remember(snapshot(unit, version=2))
+        await r.deliverer.deliver_due()
+        r.hub.lose(("KSTT-TTHC", "2025-Q1", units[-1]))  # on the last page
+        result = await r.deliverer.reconcile(page=3)
+        assert await r.deliverer.deliver_due() == 1
+    assert (result.checked, result.rewound, result.complete) == (7, 1, True)
+    assert sorted(unit for _, _, unit in r.hub.gets) == units
+    assert r.outcomes()[-1] == (units[-1], 2, DeliveryOutcome.STORED)
+
+
+@contextlib.asynccontextmanager
+async def reconciling(r: Rig) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(r.deliverer.reconcile_forever())
+    try:
+        yield task
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_the_hub_is_checked_at_start_and_again_after_each_interval() -> None:
+    async with rig(reconcile_interval_s=300.0) as r:
+        for unit in ("TB", "TB.DH"):
+            r.ledger.remember(snapshot(unit))
+        await r.deliverer.deliver_due()
+        async with reconciling(r):
+            for checks in (1, 2, 3):
+                await eventually(functools.partial(r.timer.waiting, checks), timeout=5)
+                # Each check asks about both scopes, and the next waits for the interval.
+                assert len(r.hub.gets) == 2 * checks
+                r.timer.elapse()
+    assert r.timer.waits == [300.0, 300.0, 300.0]
+
+
+async def test_a_scope_the_hub_holds_behind_its_acknowledged_version_is_sent_again() -> None:
+    scope = ("KSTT-TTHC", "2025-Q1", "TB")
+    async with rig(reconcile_interval_s=300.0) as r:
+        r.ledger.remember(snapshot(version=1))
+        await r.deliverer.deliver_due()
+        backup = r.hub.backup()
+        r.ledger.remember(snapshot(version=2, online=200))
+        await r.deliverer.deliver_due()
+        async with reconciling(r):
+            await eventually(lambda: r.timer.waiting(1), timeout=5)
+            assert await r.deliverer.deliver_due() == 0  # the hub holds version 2
+            r.hub.restore(backup)  # brought back with version 1 only
+            r.timer.elapse()
+            await eventually(lambda: r.timer.waiting(2), timeout=5)
+            assert r.ledger.rows[scope].acked_version == 1
+            assert await r.deliverer.deliver_due() == 1
+    assert r.hub.stored[-1] == (scope, 2)
+    assert r.hub.held[scope][1]["values"]["RECEIVED_ONLINE"] == 200
+    assert r.ledger.rows[scope].acked_version == 2
+
+
+async def test_a_check_the_hub_could_not_answer_is_tried_again_sooner() -> None:
+    async with rig(reconcile_interval_s=300.0) as r:
+        r.ledger.remember(snapshot())
+        await r.deliverer.deliver_due()
+        r.hub.down = True
+        async with reconciling(r):
+            await eventually(lambda: r.timer.waiting(1), timeout=5)
+            r.hub.down = False
+            r.timer.elapse()
+            await eventually(lambda: r.timer.waiting(2), timeout=5)
+    assert r.timer.waits == [RECONCILE_RETRY_S, 300.0]
+
+
 async def test_at_start_every_scope_waiting_out_a_backoff_is_due_at_once() -> None:
     async with rig(backoff_base_s=60.0, reconcile_interval_s=3600.0) as r:
         r.ledger.remember(snapshot())
@@ -440,11 +543,7 @@ async def test_at_start_every_scope_waiting_out_a_backoff_is_due_at_once() -> No
         await r.deliverer.deliver_due()
         r.hub.down = False
         assert await r.deliverer.deliver_due() == 0  # waiting out 60 s
-        task = asyncio.create_task(r.deliverer.reconcile_forever())
-        try:
+        async with reconciling(r):
             await eventually(lambda: asyncio.sleep(0, r.ledger.due_now_calls), timeout=5)
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
         assert await r.deliverer.deliver_due() == 1
     assert r.outcomes()[-1] == ("TB", 1, DeliveryOutcome.STORED)
