@@ -3,19 +3,19 @@
 Proves, round by round (`Deliverer.deliver_due`) with the real `JsonHub` and an in-memory
 ledger: only the latest version of a scope is sent, and a version that arrives while an
 older one is in flight is sent next (after the round spacing, by when a later version
-may have replaced it); every attempt is announced on hub.sync.v1 with its
-number and result; a failure waits out its backoff and the hub's Retry-After; after
-`threshold` consecutive failures the circuit lets nothing through, then one probe per
-cool-down, and when a probe succeeds every scope waiting out a backoff is due at once; a
-refused snapshot is parked until a new version or an operator releases it; a stale reply
-counts as delivered; tokens that expire every two seconds, or that a hub restart revokes,
-never fail a delivery; an adapter that raises fails only its own attempt; the hub-sync lag
-is observed for each version the hub holds; reconciliation checks every scope believed
-delivered, a page at a time, resends what the hub lost, and stops without changing
-anything when the hub cannot answer; it runs at start and again after each interval (on
-a timer that follows the test's clock), sooner when the hub could not answer, and a scope
-the hub holds behind the version it acknowledged is sent again; at start, scopes waiting
-out a backoff are due at once.
+may have replaced it); every attempt is announced on hub.sync.v1 with its number and
+result; a failure waits out its backoff and the hub's Retry-After; after `threshold`
+consecutive failures the circuit lets nothing through, then one probe per cool-down, and
+when a probe succeeds every scope waiting out a backoff is due at once; a refused
+snapshot is parked (logged as a warning with the hub's reasons) until a new version or
+an operator releases it; a stale reply counts as delivered; tokens that expire every two
+seconds, or that a hub restart revokes, never fail a delivery; an adapter that raises
+fails only its own attempt; the hub-sync lag is observed for each version the hub holds;
+reconciliation checks every scope believed delivered, a page at a time, resends what the
+hub lost, and stops without changing anything when the hub cannot answer; it runs at
+start and again after each interval (on a timer that follows the test's clock), sooner
+when the hub could not answer, and a scope the hub holds behind the version it
+acknowledged is sent again; at start, scopes waiting out a backoff are due at once.
 """
 
 from __future__ import annotations
@@ -23,16 +23,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
+import structlog
+import structlog.testing
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
+from services.connector import delivery
 from services.connector.delivery import RECONCILE_RETRY_S, Deliverer
 from services.connector.hub_client import HubReply, JsonHub
 from services.connector.settings import ConnectorSection
@@ -326,6 +330,38 @@ async def test_a_refused_snapshot_is_parked_until_a_new_version_arrives() -> Non
     ]
     assert r.results()[0].error == "values.RECEIVED_ONLINE: not accepted"
     assert await r.ledger.backlog() == (0, 0)
+
+
+@pytest.fixture
+def logged(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[MutableMapping[str, Any]]]:
+    """What the delivery loop logs, as structlog's event dicts."""
+    # A fresh logger: one used before may be bound to the processors configured then.
+    monkeypatch.setattr(delivery, "log", structlog.get_logger(delivery.__name__))
+    with structlog.testing.capture_logs() as entries:
+        yield entries
+
+
+async def test_a_parked_snapshot_is_logged_as_a_warning_with_the_hubs_reasons(
+    logged: list[MutableMapping[str, Any]],
+) -> None:
+    async with rig() as r:
+        r.ledger.remember(snapshot(version=3))
+        r.hub.refuse = lambda s: ["values.RECEIVED_ONLINE: not accepted"]
+        await r.deliverer.deliver_due()
+    assert [e for e in logged if e["event"] == "hub_delivery_parked"] == [
+        {
+            "event": "hub_delivery_parked",
+            "log_level": "warning",
+            "regime": "KSTT-TTHC",
+            "period": "2025-Q1",
+            "unit": "TB",
+            "version": 3,
+            "outcome": "refused",
+            "status": 422,
+            "attempt": 1,
+            "error": "values.RECEIVED_ONLINE: not accepted",
+        }
+    ]
 
 
 async def test_an_operator_releases_a_parked_snapshot() -> None:
