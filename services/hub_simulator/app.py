@@ -15,7 +15,7 @@ import contextlib
 import hashlib
 import random
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -61,8 +61,13 @@ def _outcome(response: JSONResponse) -> str:
     return str(body.get("status") or body.get("error"))
 
 
-def build_app(settings: HubSimulatorSettings, clock: Clock | None = None) -> FastAPI:
-    """`clock` replaces the settings' clock (tests expire tokens with a fixed clock)."""
+def build_app(
+    settings: HubSimulatorSettings,
+    clock: Clock | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> FastAPI:
+    """`clock` replaces the settings' clock (tests expire tokens with a fixed clock);
+    `sleep` adds the latency knob's delay (tests see it without waiting)."""
     section = settings.hub_simulator
     clock = clock or settings.clock()
     registry = CollectorRegistry(auto_describe=True)
@@ -81,7 +86,7 @@ def build_app(settings: HubSimulatorSettings, clock: Clock | None = None) -> Fas
         pool = await create_pool(settings.postgres, settings.postgres.schema_name("hub_simulator"))
         await migrate(pool, MIGRATIONS)
         pools.append(pool)
-        log.info("hub_simulator_started", faults=section.faults.model_dump())
+        log.info("hub_simulator_started", faults=section.faults.model_dump(mode="json"))
         try:
             yield
         finally:
@@ -109,7 +114,7 @@ def build_app(settings: HubSimulatorSettings, clock: Clock | None = None) -> Fas
         """The injected faults of an API request: latency first, then maybe a refusal."""
         refusal = faults.refusal(clock.now(), rng)
         if faults.faults.latency_ms:
-            await asyncio.sleep(faults.faults.latency_ms / 1000)
+            await sleep(faults.faults.latency_ms / 1000)
         return refused(endpoint, refusal) if refusal is not None else None
 
     @app.post("/oauth/token")
@@ -224,18 +229,31 @@ def build_app(settings: HubSimulatorSettings, clock: Clock | None = None) -> Fas
 
     @app.get("/admin/faults")
     async def get_faults() -> dict[str, Any]:
-        until = faults.outage_until
-        outage = until.isoformat() if until is not None and faults.in_outage(clock.now()) else None
-        return faults.faults.model_dump() | {"outage_until": outage}
+        """The knobs in force; an outage in progress as `outage_until` (null: none). The
+        answer is a valid body for PUT, which then changes nothing."""
+        state = faults.state(clock.now())
+        return state.model_dump(mode="json", exclude={"outage_seconds"})
 
-    @app.put("/admin/faults")
-    async def put_faults(new: Faults) -> dict[str, Any]:
-        """Replace every fault knob; `outage_seconds` starts an outage now."""
+    def change_faults(new: Faults) -> None:
         now = clock.now()
         if new.token_ttl_s < faults.faults.token_ttl_s:
             tokens.shorten(now, new.token_ttl_s)
         faults.configure(new, now)
-        log.info("faults_changed", faults=new.model_dump())
+        log.info("faults_changed", faults=faults.state(now).model_dump(mode="json"))
+
+    @app.put("/admin/faults")
+    async def put_faults(new: Faults) -> dict[str, Any]:
+        """Replace every fault knob (those not given go back to their defaults, which ends
+        an outage); `outage_seconds` starts an outage now."""
+        change_faults(new)
+        return await get_faults()
+
+    @app.patch("/admin/faults")
+    async def patch_faults(changes: Faults) -> dict[str, Any]:
+        """Change only the knobs given: an outage in progress goes on unless an outage
+        knob is given (`outage_seconds` starts a new one now, 0 or a null `outage_until`
+        ends it)."""
+        change_faults(faults.patched(changes, clock.now()))
         return await get_faults()
 
     @app.get("/admin/received")

@@ -13,6 +13,8 @@ from datetime import datetime, timedelta
 
 from .settings import Faults
 
+OUTAGE_KNOBS = frozenset({"outage_seconds", "outage_until"})
+
 
 @dataclass(frozen=True)
 class Refusal:
@@ -27,10 +29,28 @@ class FaultState:
     outage_until: datetime | None = None
 
     def configure(self, faults: Faults, now: datetime) -> None:
+        """Every knob as given: an outage only if `faults` asks for one."""
         self.faults = faults
         self.outage_until = (
-            now + timedelta(seconds=faults.outage_seconds) if faults.outage_seconds else None
+            now + timedelta(seconds=faults.outage_seconds)
+            if faults.outage_seconds
+            else faults.outage_until
         )
+
+    def state(self, now: datetime) -> Faults:
+        """The knobs in force, an outage in progress as the instant it ends: configuring
+        this again changes nothing."""
+        until = self.outage_until if self.in_outage(now) else None
+        return self.faults.model_copy(update={"outage_seconds": 0.0, "outage_until": until})
+
+    def patched(self, changes: Faults, now: datetime) -> Faults:
+        """The knobs in force with those `changes` names set, the others kept. An outage in
+        progress goes on, unless `changes` names an outage knob: then it replaces it."""
+        given = set(changes.model_fields_set)
+        if given & OUTAGE_KNOBS:
+            given |= OUTAGE_KNOBS
+        kept = self.state(now).model_dump(exclude=given)
+        return Faults.model_validate(kept | {name: getattr(changes, name) for name in given})
 
     def in_outage(self, now: datetime) -> bool:
         return self.outage_until is not None and now < self.outage_until

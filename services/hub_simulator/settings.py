@@ -1,13 +1,17 @@
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from shared.settings import HubSettings, ServiceSettings
 
 
 class Faults(BaseModel):
     """Fault knobs, settable at start (`BAOCAO_HUB_SIMULATOR__FAULTS__<KNOB>`) and at run
-    time (`PUT /admin/faults`, which replaces them all)."""
+    time (`PUT /admin/faults` replaces them all, `PATCH` only those given). An outage is
+    asked for as `outage_seconds` from now, or as the instant it ends (`outage_until`, as
+    `GET /admin/faults` reports one in progress, so its answer can be sent back as is)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -25,12 +29,21 @@ class Faults(BaseModel):
         ge=0.0,
         description="From now, answer every request 503 (token endpoint included) this long.",
     )
+    outage_until: AwareDatetime | None = Field(
+        default=None, description="Answer every request 503 until this instant."
+    )
     retry_after_s: int = Field(default=1, ge=0, le=3600, description="Retry-After on 429/503.")
     token_ttl_s: int = Field(
         default=300,
         ge=1,
         description="Lifetime of access tokens; lowering it shortens tokens already issued.",
     )
+
+    @model_validator(mode="after")
+    def _one_outage(self) -> Self:
+        if self.outage_seconds and self.outage_until is not None:
+            raise ValueError("give outage_seconds or outage_until, not both")
+        return self
 
 
 class HubSimulatorSection(BaseModel):

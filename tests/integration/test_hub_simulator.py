@@ -9,17 +9,19 @@ scope in any order never store a lower version after a higher one; GET and the a
 listing give back the stored snapshot with exact decimals, and the audit log the body of
 every version stored; every PUT is logged as it arrived, with the version held then and
 its answer, so a client replaying a version older than the one held (answered
-`unchanged`) is caught; fault knobs set at start (the environment) and at run time
-(`PUT /admin/faults`) answer 503 for an outage (token endpoint included) until it ends,
-503 and 429 with Retry-After at their rates; what was stored survives a restart, tokens
-do not; `/metrics` counts requests by endpoint and status.
+`unchanged`) is caught; fault knobs set at start (the environment: outage, latency,
+failures, throttling, Retry-After, token lifetime) and at run time (`PUT /admin/faults`
+replaces them all, `PATCH` changes those given and leaves an outage in progress on, and
+what `GET` reports can be sent back unchanged) answer 503 for an outage (token endpoint
+included) until it ends, 503 and 429 with Retry-After at their rates; what was stored
+survives a restart, tokens do not; `/metrics` counts requests by endpoint and status.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -94,6 +96,9 @@ class Client:
 
     async def faults(self, **knobs: Any) -> httpx.Response:
         return await self.http.put("/admin/faults", json=knobs)
+
+    async def change_faults(self, **knobs: Any) -> httpx.Response:
+        return await self.http.patch("/admin/faults", json=knobs)
 
 
 @pytest.fixture
@@ -337,25 +342,84 @@ async def test_injected_failures_and_throttling_carry_retry_after(
     assert (await hub.put(snapshot())).json() == {"status": "stored"}
 
 
-async def test_a_fault_knob_out_of_range_is_refused_with_its_name(hub: Client) -> None:
-    answer = await hub.faults(failure_rate=1.5)
+async def test_changing_one_knob_keeps_the_others_and_the_outage_in_progress(
+    hub: Client, clock: FixedClock
+) -> None:
+    await hub.faults(outage_seconds=60, retry_after_s=7)
+    clock.advance(timedelta(seconds=10))
+    knobs = (await hub.change_faults(latency_ms=20)).json()
+    assert knobs["outage_until"] == (NOW + timedelta(seconds=60)).isoformat()
+    assert (knobs["latency_ms"], knobs["retry_after_s"]) == (20, 7)
+    refused = await hub.put(snapshot())
+    assert (refused.status_code, refused.headers["retry-after"]) == (503, "7")
+    assert (await hub.change_faults(outage_seconds=5)).json()["outage_until"] == (
+        NOW + timedelta(seconds=15)
+    ).isoformat()
+    assert (await hub.change_faults(outage_until=None)).json()["outage_until"] is None
+    assert (await hub.put(snapshot())).json() == {"status": "stored"}
+    # PUT still replaces every knob: one not given goes back to its default.
+    assert (await hub.faults(retry_after_s=7)).json()["latency_ms"] == 0
+
+
+async def test_what_get_answers_about_the_faults_can_be_sent_back_as_is(
+    hub: Client, clock: FixedClock
+) -> None:
+    await hub.faults(outage_seconds=60, throttle_rate=0.25, token_ttl_s=100)
+    clock.advance(timedelta(seconds=10))
+    reported = (await hub.http.get("/admin/faults")).json()
+    assert reported == {
+        "failure_rate": 0.0,
+        "throttle_rate": 0.25,
+        "latency_ms": 0,
+        "outage_until": (NOW + timedelta(seconds=60)).isoformat(),
+        "retry_after_s": 1,
+        "token_ttl_s": 100,
+    }
+    for send in (hub.http.put, hub.http.patch):
+        answer = await send("/admin/faults", json=reported)
+        assert (answer.status_code, answer.json()) == (200, reported)  # the outage not restarted
+
+
+async def test_lowering_the_token_lifetime_by_patch_shortens_tokens_already_issued(
+    hub: Client, clock: FixedClock
+) -> None:
+    assert (await hub.change_faults(token_ttl_s=5)).status_code == 200
+    clock.advance(timedelta(seconds=5))
+    assert (await hub.put(snapshot())).status_code == 401
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+async def test_a_fault_knob_out_of_range_is_refused_with_its_name(hub: Client, method: str) -> None:
+    async def send(**knobs: Any) -> httpx.Response:
+        return await hub.http.request(method, "/admin/faults", json=knobs)
+
+    answer = await send(failure_rate=1.5)
     assert answer.status_code == 422
     assert answer.json()["detail"][0]["loc"] == ["body", "failure_rate"]
-    unknown = await hub.faults(failure_ratio=0.5)
-    assert unknown.status_code == 422
+    assert (await send(failure_ratio=0.5)).status_code == 422
+    both = await send(outage_seconds=5, outage_until=(NOW + timedelta(seconds=5)).isoformat())
+    assert both.status_code == 422
+    assert (await hub.http.get("/admin/faults")).json()["failure_rate"] == 0.0
+
+
+@pytest.fixture
+def environment(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., HubSimulatorSettings]:
+    """Settings read with the given fault knobs in the environment."""
+
+    def read(**knobs: str) -> HubSimulatorSettings:
+        for knob, value in knobs.items():
+            monkeypatch.setenv(f"BAOCAO_HUB_SIMULATOR__FAULTS__{knob.upper()}", value)
+        return service_settings(HubSimulatorSettings, namespace, kafka_bootstrap, postgres_dsn)
+
+    return read
 
 
 async def test_fault_knobs_are_read_from_the_environment_at_start(
-    namespace: str,
-    kafka_bootstrap: str,
-    postgres_dsn: str,
-    clock: FixedClock,
-    monkeypatch: pytest.MonkeyPatch,
+    environment: Callable[..., HubSimulatorSettings], clock: FixedClock
 ) -> None:
-    monkeypatch.setenv("BAOCAO_HUB_SIMULATOR__FAULTS__THROTTLE_RATE", "1")
-    monkeypatch.setenv("BAOCAO_HUB_SIMULATOR__FAULTS__RETRY_AFTER_S", "11")
-    monkeypatch.setenv("BAOCAO_HUB_SIMULATOR__FAULTS__TOKEN_TTL_S", "2")
-    settings = service_settings(HubSimulatorSettings, namespace, kafka_bootstrap, postgres_dsn)
+    settings = environment(throttle_rate="1", retry_after_s="11", token_ttl_s="2")
     async with running(build_app(settings, clock)) as http:
         client = Client(http)
         token = (await http.post("/oauth/token", data=CREDENTIALS)).json()
@@ -363,6 +427,26 @@ async def test_fault_knobs_are_read_from_the_environment_at_start(
         answer = await client.put(snapshot())
     assert token["expires_in"] == 2
     assert (answer.status_code, answer.headers["retry-after"]) == (429, "11")
+
+
+async def test_an_outage_latency_and_failures_are_read_from_the_environment_at_start(
+    environment: Callable[..., HubSimulatorSettings], clock: FixedClock
+) -> None:
+    settings = environment(outage_seconds="30", latency_ms="250", failure_rate="1")
+    delays: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        delays.append(seconds)
+
+    async with running(build_app(settings, clock, sleep)) as http:
+        client = Client(http)
+        down = await http.post("/oauth/token", data=CREDENTIALS)
+        clock.advance(timedelta(seconds=30))
+        await client.login()
+        failed = await client.put(snapshot())
+    assert (down.status_code, down.json()) == (503, {"error": "outage"})
+    assert (failed.status_code, failed.json()) == (503, {"error": "injected failure"})
+    assert delays == [0.25]  # the PUT's latency; the token endpoint has none
 
 
 # --- restarts and metrics ---------------------------------------------------------------

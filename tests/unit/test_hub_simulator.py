@@ -4,7 +4,9 @@ Proves: an outage refuses every request (token endpoint included) with 503 and t
 configured Retry-After until it ends; random failures (503) and throttling (429) concern
 API requests only and occur at their configured rates; a token is honoured until the
 instant it expires and only as `Bearer <token>`; a shorter lifetime set at run time cuts
-tokens already issued, never lengthens one.
+tokens already issued, never lengthens one. Changing some knobs keeps the others, and an
+outage in progress goes on unless an outage knob is changed; the knobs in force, as
+reported, configure the same faults again.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import random
 from datetime import datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from services.hub_simulator.faults import FaultState, Refusal
 from services.hub_simulator.settings import Faults
@@ -81,3 +84,46 @@ def test_a_shorter_lifetime_cuts_tokens_already_issued_and_never_lengthens_one()
     assert tokens.valid(f"Bearer {long}", at(5.9))
     assert not tokens.valid(f"Bearer {long}", at(6))
     assert not tokens.valid(f"Bearer {short}", at(3))
+
+
+def changes(**knobs: object) -> Faults:
+    return Faults.model_validate(knobs)
+
+
+def test_changing_some_knobs_keeps_the_others_and_the_outage_in_progress() -> None:
+    faults = state(outage_seconds=60, retry_after_s=7, latency_ms=300)
+    patched = faults.patched(changes(failure_rate=0.5), at(10))
+    faults.configure(patched, at(10))
+    assert faults.outage_until == at(60)
+    assert (faults.faults.failure_rate, faults.faults.retry_after_s) == (0.5, 7)
+    assert faults.faults.latency_ms == 300
+
+
+@pytest.mark.parametrize(
+    ("knobs", "until"),
+    [
+        ({"outage_seconds": 5}, at(15)),
+        ({"outage_seconds": 0}, None),
+        ({"outage_until": None}, None),
+    ],
+)
+def test_changing_an_outage_knob_replaces_the_outage_in_progress(
+    knobs: dict[str, object], until: datetime | None
+) -> None:
+    faults = state(outage_seconds=60, retry_after_s=7)
+    faults.configure(faults.patched(changes(**knobs), at(10)), at(10))
+    assert (faults.outage_until, faults.faults.retry_after_s) == (until, 7)
+
+
+def test_the_knobs_in_force_configure_the_same_faults_again() -> None:
+    faults = state(outage_seconds=60, throttle_rate=0.2)
+    reported = faults.state(at(10))
+    assert reported.outage_until == at(60)
+    faults.configure(Faults.model_validate(reported.model_dump(mode="json")), at(10))
+    assert (faults.outage_until, faults.faults.throttle_rate) == (at(60), 0.2)
+    assert faults.state(at(60)).outage_until is None  # over
+
+
+def test_an_outage_is_asked_for_one_way_at_a_time() -> None:
+    with pytest.raises(ValidationError, match="not both"):
+        Faults(outage_seconds=5, outage_until=at(5))
