@@ -7,8 +7,11 @@ sums keep exactly, the regime rules (an error rejects, a warning accepts and is 
 rule with a missing indicator or no computable value is skipped, arithmetic is exact),
 that a report with several problems lists all of them in DESIGN §4 order, messages that
 say what, where and why in both languages, timeliness on either side of the deadline in
-Vietnam's time zone, and the deadline and regime version a verdict carries. E100 and E150
-(the contract) are submission's, tabled in test_intake.py.
+Vietnam's time zone, and the deadline and regime version a verdict carries. The unit
+hierarchy is the one of the period window's last day, not of the day received (a district
+filing after districts ended, communes of the merger); E105 and E106 turn on Vietnam's day,
+which starts at 17:00 UTC. E100 and E150 (the contract) are submission's, tabled in
+test_intake.py.
 """
 
 from __future__ import annotations
@@ -111,6 +114,40 @@ ROWS: dict[str, Any] = {
         issue=("E103", "unit"),
         status=Status.REJECTED,
     ),
+    # The hierarchy is the one of the window's last day (2025-06-14 for 2025-M06, 2025-07-14
+    # for 2025-M07), not of the day received: districts ended on 2025-06-30.
+    "E103 a district filing KTXH-M 2025-M06 late, after districts ended": Row(
+        "E103",
+        {"regime": "KTXH-M", "period": "2025-M06", "unit": "TB.DH", "values": KTXH},
+        "2025-07-01T09:00:00+07:00",
+        status=Status.ACCEPTED,
+    ),
+    "E103 a district filing KTXH-M 2025-M06 on the lock's last day": Row(
+        "E103",
+        {"regime": "KTXH-M", "period": "2025-M06", "unit": "TB.DH", "values": KTXH},
+        "2025-07-02T23:59:59+07:00",
+        status=Status.ACCEPTED,
+    ),
+    "E103 a commune of the merger filing KTXH-M 2025-M06 once it exists": Row(
+        "E103",
+        {"regime": "KTXH-M", "period": "2025-M06", "unit": "TB.DH.N01", "values": KTXH},
+        "2025-07-01T09:00:00+07:00",
+        issue=("E103", "unit"),
+        status=Status.REJECTED,
+    ),
+    "E103 a commune of the merger filing KTXH-M 2025-M07 before it exists": Row(
+        "E103",
+        {"regime": "KTXH-M", "period": "2025-M07", "unit": "TB.DH.N01", "values": KTXH},
+        "2025-06-20T09:00:00+07:00",
+        status=Status.ACCEPTED,
+    ),
+    "E103 a commune of 2025 filing KTXH-M 2025-M07 while it still exists": Row(
+        "E103",
+        {"regime": "KTXH-M", "period": "2025-M07", "unit": "TB.DH.X01", "values": KTXH},
+        "2025-06-20T09:00:00+07:00",
+        issue=("E103", "unit"),
+        status=Status.REJECTED,
+    ),
     "E103 a commune of 2025 reporting KSTT-TTHC 2025-Q1": Row(
         "E103",
         {"period": "2025-Q1", "unit": "TB.DH.X01"},
@@ -151,12 +188,25 @@ ROWS: dict[str, Any] = {
     "E105 the day before the window": Row(
         "E105", {}, "2025-12-14T23:59:59+07:00", issue=("E105", "period"), status=Status.REJECTED
     ),
+    # The same instants in UTC: the day is Vietnam's, which starts at 17:00 UTC.
+    "E105 the window's first day starts at 17:00 UTC": Row(
+        "E105", {}, "2025-12-14T17:00:00+00:00", status=Status.ACCEPTED
+    ),
+    "E105 a second before 17:00 UTC on the day before": Row(
+        "E105", {}, "2025-12-14T16:59:59+00:00", issue=("E105", "period"), status=Status.REJECTED
+    ),
     # E106 period locked: deadline 2026-03-18 + 30 days = 2026-04-17, the last day accepted
     "E106 on the last day before the lock": Row(
         "E106", {}, "2026-04-17T23:59:59+07:00", status=Status.ACCEPTED
     ),
     "E106 the day after": Row(
         "E106", {}, "2026-04-18T00:00:00+07:00", issue=("E106", "period"), status=Status.REJECTED
+    ),
+    "E106 the lock's last second, in UTC": Row(
+        "E106", {}, "2026-04-17T16:59:59+00:00", status=Status.ACCEPTED
+    ),
+    "E106 locked from 17:00 UTC on the last day": Row(
+        "E106", {}, "2026-04-17T17:00:00+00:00", issue=("E106", "period"), status=Status.REJECTED
     ),
     "E106 inside a lock exception": Row(
         "E106",
@@ -531,6 +581,17 @@ def test_a_verdict_carries_the_deadline_and_the_regime_version_in_force(
     )
 
 
+def test_the_hierarchy_of_the_windows_last_day_decides_whoever_files_late() -> None:
+    m06 = {"regime": "KTXH-M", "period": "2025-M06", "values": KTXH}
+    district = judge({**m06, "unit": "TB.DH"}, "2025-07-01T09:00:00+07:00")
+    assert (district.status, district.timeliness) == (Status.ACCEPTED, Timeliness.LATE)
+    (refused,) = judge({**m06, "unit": "TB.DH.N01"}, "2025-07-01T09:00:00+07:00").issues
+    assert refused.message_en == (
+        "Unit TB.DH.N01 does not exist on 2025-06-14, the last day of period 2025-M06's"
+        " cut-off window, so it does not report for that period."
+    )
+
+
 @pytest.mark.parametrize(
     "overrides",
     [{"regime": "NOPE"}, {"period": "2026-M03"}, {"period": "garbage"}],
@@ -641,12 +702,19 @@ ODD_REGIME: dict[str, Any] = {
 }  # fmt: skip
 
 
-def odd_book() -> RuleBook:
+def book_with(*documents: dict[str, Any]) -> RuleBook:
+    """The shipped catalog with regimes built for the purpose added."""
     catalog = BOOK.catalog
-    regime = Regime.model_validate(ODD_REGIME)
+    regimes = tuple(Regime.model_validate(d) for d in documents)
     return RuleBook(
-        Catalog(province=catalog.province, units=catalog.units, regimes=(*catalog.regimes, regime))
+        Catalog(
+            province=catalog.province, units=catalog.units, regimes=(*catalog.regimes, *regimes)
+        )
     )
+
+
+def odd_book() -> RuleBook:
+    return book_with(ODD_REGIME)
 
 
 @pytest.mark.parametrize(
