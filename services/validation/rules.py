@@ -461,10 +461,24 @@ def within_bounds(ctx: Context) -> Iterator[Issue]:
                     bound=indicator.max_length,
                 )
             continue
+        # Fixed-point, as sent by most systems: -0.000000001, not -1E-9. Values that passed
+        # the type check have at most 15 + 9 digits, so the text stays short.
         if indicator.min is not None and value < indicator.min:
-            yield issue("E113.min", field=field, indicator=code, value=value, bound=indicator.min)
+            yield issue(
+                "E113.min",
+                field=field,
+                indicator=code,
+                value=f"{value:f}",
+                bound=f"{indicator.min:f}",
+            )
         if indicator.max is not None and value > indicator.max:
-            yield issue("E113.max", field=field, indicator=code, value=value, bound=indicator.max)
+            yield issue(
+                "E113.max",
+                field=field,
+                indicator=code,
+                value=f"{value:f}",
+                bound=f"{indicator.max:f}",
+            )
 
 
 def derived_not_sent(ctx: Context) -> Iterator[Issue]:

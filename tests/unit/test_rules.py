@@ -10,8 +10,9 @@ say what, where and why in both languages, timeliness on either side of the dead
 Vietnam's time zone, and the deadline and regime version a verdict carries. The unit
 hierarchy is the one of the period window's last day, not of the day received (a district
 filing after districts ended, communes of the merger); E105 and E106 turn on Vietnam's day,
-which starts at 17:00 UTC. E100 and E150 (the contract) are submission's, tabled in
-test_intake.py.
+which starts at 17:00 UTC. On regimes built for the purpose: `min` and `max` bounds,
+inclusive to the last place, for integer, percent and decimal indicators. E100 and E150 (the
+contract) are submission's, tabled in test_intake.py.
 """
 
 from __future__ import annotations
@@ -733,3 +734,62 @@ def test_a_rule_that_cannot_be_computed_is_skipped_and_large_products_stay_exact
     report = factories.report(regime="ODD", values={"A": Decimal(a), "B": Decimal(b)})
     verdict = validate(report, at(Q1_2026), odd_book(), NO_FACTS)
     assert [i.rule for i in verdict.issues] == failed
+
+
+# --- a regime built for the purpose: bounds on both sides ------------------------------
+
+
+def _bounded(code: str, kind: str, low: Any, high: Any) -> dict[str, Any]:
+    return {"code": code, "name_vi": code, "name_en": code, "unit": "x", "type": kind,
+            "min": low, "max": high, "aggregation": "sum"}  # fmt: skip
+
+
+# The shipped catalog sets no `max`. Bounds as a catalog's YAML gives them: integers, and
+# numbers with a fraction that YAML reads as binary floats (99.99 is not exactly 99.99).
+BOUNDED_REGIME: dict[str, Any] = {
+    **ODD_REGIME,
+    "code": "BOUNDED",
+    "indicators": [
+        _bounded("COUNT", "integer", 0, 100),
+        _bounded("RATE", "percent", 0, 99.99),
+        _bounded("SHARE", "decimal", -1.5, 2.25),
+    ],
+    "rules": [],
+}
+BOUNDED_BOOK = book_with(BOUNDED_REGIME)
+
+
+@pytest.mark.parametrize(
+    ("code", "value", "refused"),
+    [
+        ("COUNT", "0", None),
+        ("COUNT", "100", None),
+        ("COUNT", "100.000", None),  # an integer written with places: 100
+        ("COUNT", "-1", "COUNT = -1 is below the minimum 0"),
+        ("COUNT", "101", "COUNT = 101 is above the maximum 100"),
+        ("RATE", "0", None),
+        ("RATE", "99.99", None),
+        ("RATE", "99.990000000", None),
+        ("RATE", "99.990000001", "RATE = 99.990000001 is above the maximum 99.99"),
+        ("RATE", "100", "RATE = 100 is above the maximum 99.99"),
+        ("RATE", "-0.000000001", "RATE = -0.000000001 is below the minimum 0"),
+        ("SHARE", "-1.5", None),
+        ("SHARE", "2.25", None),
+        ("SHARE", "-1.500000001", "SHARE = -1.500000001 is below the minimum -1.5"),
+        ("SHARE", "2.250000001", "SHARE = 2.250000001 is above the maximum 2.25"),
+        ("SHARE", "1E+1", "SHARE = 10 is above the maximum 2.25"),  # shown as most write it
+    ],
+)
+def test_a_number_is_within_its_bounds_inclusive_to_the_last_place(
+    code: str, value: str, refused: str | None
+) -> None:
+    report = factories.report(regime="BOUNDED", values={code: Decimal(value)})
+    verdict = validate(report, at(Q1_2026), BOUNDED_BOOK, NO_FACTS)
+    if refused is None:
+        assert verdict.issues == ()
+        assert verdict.status is Status.ACCEPTED
+        return
+    (issue,) = verdict.issues
+    assert (issue.code, issue.field, issue.indicator) == ("E113", f"values.{code}", code)
+    assert verdict.status is Status.REJECTED
+    assert issue.message_en == f"Indicator {refused}."
