@@ -11,19 +11,22 @@ Vietnam's time zone, and the deadline and regime version a verdict carries. The 
 hierarchy is the one of the period window's last day, not of the day received (a district
 filing after districts ended, communes of the merger); E105 and E106 turn on Vietnam's day,
 which starts at 17:00 UTC. On regimes built for the purpose: `min` and `max` bounds,
-inclusive to the last place, for integer, percent and decimal indicators. E100 and E150 (the
-contract) are submission's, tabled in test_intake.py.
+inclusive to the last place, for integer, percent and decimal indicators; and judging many
+reports compiles each regime version's rules once, when the rule book is built. E100 and
+E150 (the contract) are submission's, tabled in test_intake.py.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
+from simpleeval import SimpleEval
 
 from services.validation.rules import Facts, LockWindow, RuleBook, Verdict, validate
 from shared.catalog import Catalog, Regime, load_catalog
@@ -793,3 +796,40 @@ def test_a_number_is_within_its_bounds_inclusive_to_the_last_place(
     assert (issue.code, issue.field, issue.indicator) == ("E113", f"values.{code}", code)
     assert verdict.status is Status.REJECTED
     assert issue.message_en == f"Indicator {refused}."
+
+
+# --- rules are compiled once per regime version ------------------------------------------
+
+
+def test_judging_many_reports_compiles_each_regime_versions_rules_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every parse of an expression (shared.expressions) goes through simpleeval's `parse`.
+    parsed: list[str] = []
+    parse = SimpleEval.parse
+
+    def counting(source: str) -> Any:
+        parsed.append(source)
+        return parse(source)
+
+    monkeypatch.setattr(SimpleEval, "parse", staticmethod(counting))
+    book = RuleBook(BOOK.catalog)
+    each_version = Counter(r.expr for regime in BOOK.catalog.regimes for r in regime.rules)
+    assert Counter(parsed) == each_version
+    assert len(each_version) < sum(each_version.values())  # KTXH-M's versions share R01
+    kinds: list[tuple[dict[str, Any], str]] = [
+        ({}, Q1_2026),
+        ({"values": kstt(CARRIED_OVER=Decimal(6))}, Q1_2026),  # breaks R01
+        ({"regime": "KTXH-M", "period": "2025-M06", "unit": "TB.DH", "values": KTXH},
+         "2025-06-16T09:00:00+07:00"),
+        ({"regime": "KTXH-M", "period": "2025-M07", "values": KTXH},
+         "2025-07-15T09:00:00+07:00"),
+        ({**NVCP_S1, "values": nvcp()}, NVCP_AT),
+    ]  # fmt: skip
+    rejected = 0
+    for _ in range(40):
+        for overrides, received_at in kinds:
+            verdict = validate(factories.report(**overrides), at(received_at), book, NO_FACTS)
+            rejected += verdict.status is Status.REJECTED
+    assert rejected == 40  # the rules were evaluated, the broken one every time
+    assert Counter(parsed) == each_version
