@@ -4,7 +4,8 @@ Pure: bytes in, a `Report` or an `Unreadable` out. The same function serves the 
 topic and `POST /v1/reports`, so both channels refuse exactly the same inputs with exactly
 the same issues (E100 with the field path, E150 for a body, a text value or a number over
 the limits). The limits keep abusive input cheap: a 9-byte `1E+100000` is a valid JSON
-number that would cost every later step a 100 kB decimal.
+number that would cost every later step a 100 kB decimal. A zero is never large: `0E+100000`
+and `0E-100000` are read as 0.
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ def read(raw: bytes, limits: Limits) -> Readable | Unreadable:
     oversized = value_issues(report, limits)
     if oversized:
         return Unreadable.refused(report, oversized)
-    return Readable(report, document)
+    return Readable(_far_zeros_as_zero(report, limits), document)
 
 
 def read_report(raw: bytes, max_bytes: int, limits: Limits | None = None) -> Report | Unreadable:
@@ -192,14 +193,34 @@ def value_issues(report: Report, limits: Limits) -> tuple[Issue, ...]:
     return tuple(found)
 
 
+def _far_from_one(value: Decimal, limits: Limits) -> bool:
+    return not -limits.max_number_exponent <= value.adjusted() < limits.max_number_exponent
+
+
 def _too_big(value: Decimal, limits: Limits) -> bool:
-    if not -limits.max_number_exponent <= value.adjusted() < limits.max_number_exponent:
+    if value.is_zero():
+        return False  # 0E+1000 is 0, however it is written: nothing large to carry
+    if _far_from_one(value, limits):
         return True
     # The text of a decimal holds every digit of its coefficient: a short text settles it
     # at a quarter of the cost of counting the digits.
     if len(str(value)) <= limits.max_number_digits:
         return False
     return len(value.as_tuple().digits) > limits.max_number_digits
+
+
+def _far_zeros_as_zero(report: Report, limits: Limits) -> Report:
+    """The report with each zero written far from 1 (0E+1000, 0E-1000) read as 0: its
+    exponent is notation, and later steps (sums, JSON in fixed point) would carry it."""
+    far = [
+        code
+        for code, value in report.values.items()
+        if isinstance(value, Decimal) and value.is_zero() and _far_from_one(value, limits)
+    ]
+    if not far:
+        return report
+    zeros = dict.fromkeys(far, Decimal(0))
+    return report.model_copy(update={"values": {**report.values, **zeros}})
 
 
 def _shown(value: Decimal) -> str:
