@@ -34,8 +34,15 @@ class DuplicateKeyError(ValueError):
         self.key = key
 
 
+# The texts of the refusals below, which shared.messages renders in Vietnamese too.
+NOT_A_NUMBER = " is not a number in JSON"  # after NaN, Infinity or -Infinity
+NESTED_TOO_DEEPLY = "JSON nested too deeply"
+NUL_IN_STRING = "a string holds the NUL character (\\u0000)"
+LONE_SURROGATE = "a string holds a lone surrogate escape (\\ud800-\\udfff)"
+
+
 def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number in JSON")
+    raise ValueError(name + NOT_A_NUMBER)
 
 
 def _unique_pairs(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
@@ -71,7 +78,7 @@ def loads(data: bytes | str) -> Any:
         document = _decoder.decode(text)
     except RecursionError:
         # A few kilobytes of "[[[[" exhaust the parser's stack: refuse, never crash.
-        raise ValueError("JSON nested too deeply") from None
+        raise ValueError(NESTED_TOO_DEEPLY) from None
     if _UNSTORABLE_ESCAPE.search(text):
         problem = _unstorable_string(document)
         if problem is not None:
@@ -94,7 +101,7 @@ def loads_internal(data: bytes | str) -> Any:
     try:
         document = _internal_decoder.decode(data)
     except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
+        raise ValueError(NESTED_TOO_DEEPLY) from None
     found = (
         _UNSTORABLE_ESCAPE_BYTES.search(data)
         if isinstance(data, bytes)
@@ -120,11 +127,11 @@ def _unstorable_string(document: Any) -> str | None:
             pending += value
         elif isinstance(value, str):
             if "\x00" in value:
-                return "a string holds the NUL character (\\u0000)"
+                return NUL_IN_STRING
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError:
-                return "a string holds a lone surrogate escape (\\ud800-\\udfff)"
+                return LONE_SURROGATE
     return None
 
 

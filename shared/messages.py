@@ -8,9 +8,11 @@ Templates take named parameters; the codes are the stable contract of DESIGN §3
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
+from shared import codec
 from shared.contracts import Issue, Severity
 from shared.periods import FIRST_YEAR, LAST_YEAR
 
@@ -23,7 +25,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The report does not match the contract at {field}: {reason_en}.",
     ),
     "E100.json": (
-        "Nội dung gửi không phải là JSON hợp lệ mã hóa UTF-8 (chi tiết: {reason_en}).",
+        "Nội dung gửi không phải là JSON hợp lệ mã hóa UTF-8: {reason_vi}.",
         "The body is not valid UTF-8 JSON: {reason_en}.",
     ),
     "E100.expiry": (
@@ -233,8 +235,9 @@ CHECKS_LIMITED = (
 
 # A report's value that is neither a JSON number nor a string (E100's reason).
 VALUE_KIND_REASON = ("phải là số hoặc chuỗi ký tự", "must be a JSON number or a string")
-# E100's reason in Vietnamese for a pydantic error type not listed below.
-CONTRACT_REASON_VI = "không đúng hợp đồng dữ liệu"
+# E100's reason in Vietnamese for a pydantic error type not listed below; pydantic's
+# English follows it in parentheses.
+CONTRACT_REASON_VI = "giá trị không hợp lệ"
 
 # pydantic error types → why, in Vietnamese; English uses pydantic's own message.
 CONTRACT_REASONS_VI: dict[str, str] = {
@@ -262,6 +265,27 @@ CONTRACT_REASONS_VI: dict[str, str] = {
     "dict_type": "phải là đối tượng JSON",
     "union_tag_invalid": "giá trị không được chấp nhận",
 }
+
+# Why a body is not JSON (E100.json), in Vietnamese: by the message of the standard
+# library's parser (`JSONDecodeError.msg`) or of shared.codec's own refusals. English uses
+# the error's own text, which says where too.
+JSON_REASONS_VI: dict[str, str] = {
+    "Expecting value": "thiếu một giá trị (số, chuỗi, đối tượng, mảng, true, false hoặc null)",
+    "Expecting property name enclosed in double quotes": "cần tên trường đặt trong dấu nháy kép",
+    "Expecting ':' delimiter": "thiếu dấu hai chấm (:) sau tên trường",
+    "Expecting ',' delimiter": "thiếu dấu phẩy (,) giữa hai phần tử",
+    "Unterminated string starting at": "chuỗi ký tự bắt đầu tại đây không có dấu nháy kép đóng",
+    "Invalid control character at": "chuỗi ký tự chứa ký tự điều khiển không được phép",
+    "Invalid \\escape": "ký tự thoát (\\) không hợp lệ",
+    "Invalid \\uXXXX escape": "mã thoát \\uXXXX không hợp lệ",
+    "Extra data": "còn dữ liệu thừa sau giá trị JSON",
+    codec.NESTED_TOO_DEEPLY: "JSON lồng nhau quá sâu",
+    codec.NUL_IN_STRING: "một chuỗi ký tự chứa ký tự NUL (\\u0000)",
+    codec.LONE_SURROGATE: "một chuỗi ký tự chứa mã thoát đơn lẻ trong khoảng \\ud800-\\udfff,"
+    " không tạo thành ký tự nào",
+}
+# E100.json's reason in Vietnamese for a parser error not listed above.
+JSON_REASON_VI = "không đọc được nội dung"
 
 # frequency → (Vietnamese, English, an example period code).
 FREQUENCIES: dict[str, tuple[str, str, str]] = {
@@ -323,6 +347,31 @@ def issue(
 
 # Issues built in more than one place (validation, and the operators' lock exceptions in
 # submission) are built here, so that their wording cannot drift apart.
+
+
+def json_reasons(error: ValueError) -> tuple[str, str]:
+    """Why a body is not JSON, in Vietnamese and English, and where when the parser says."""
+    english = str(error)
+    if isinstance(error, json.JSONDecodeError):
+        where = f"dòng {error.lineno}, cột {error.colno}"
+        known = JSON_REASONS_VI.get(error.msg)
+        if known is not None:
+            return f"{known} (tại {where})", english
+        return f"{JSON_REASON_VI} tại {where} ({english})", english
+    if isinstance(error, codec.DuplicateKeyError):
+        return f"trường {error.key!r} xuất hiện hai lần trong cùng một đối tượng", english
+    if isinstance(error, UnicodeDecodeError):
+        return f"byte tại vị trí {error.start} không phải mã UTF-8 hợp lệ", english
+    if english.endswith(codec.NOT_A_NUMBER):
+        return f"{english.removesuffix(codec.NOT_A_NUMBER)} không phải là số trong JSON", english
+    known = JSON_REASONS_VI.get(english)
+    return (known if known is not None else f"{JSON_REASON_VI} ({english})"), english
+
+
+def not_json(error: ValueError) -> Issue:
+    """E100 for a body that is not JSON, on submission's channels and its operator API."""
+    reason_vi, reason_en = json_reasons(error)
+    return issue("E100.json", field="(body)", reason_vi=reason_vi, reason_en=reason_en)
 
 
 def bad_period_code(period: str) -> Issue:

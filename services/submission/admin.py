@@ -23,7 +23,7 @@ from shared import codec, outbox
 from shared.clock import TIMEZONE
 from shared.contracts import RECEIVED, Issue, LockException, regime_period_key
 from shared.logging import get_logger
-from shared.messages import CHECKS_LIMITED, issue
+from shared.messages import CHECKS_LIMITED, issue, not_json
 from shared.outbox import OutboxMessage
 from shared.runtime import Runtime
 
@@ -83,7 +83,7 @@ def _read(raw: bytes) -> LockExceptionRequest | JSONResponse:
     try:
         document = codec.loads(raw)
     except ValueError as error:
-        return _refused(400, (issue("E100.json", field="(body)", reason_en=str(error)),))
+        return _refused(400, (not_json(error),))
     try:
         return LockExceptionRequest.model_validate(document)
     except ValidationError as error:

@@ -19,7 +19,13 @@ from pydantic import ValidationError
 
 from shared import codec
 from shared.contracts import Issue, Outcome, Report, Status
-from shared.messages import CONTRACT_REASON_VI, CONTRACT_REASONS_VI, VALUE_KIND_REASON, issue
+from shared.messages import (
+    CONTRACT_REASON_VI,
+    CONTRACT_REASONS_VI,
+    VALUE_KIND_REASON,
+    issue,
+    not_json,
+)
 
 _REPORT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
@@ -90,9 +96,9 @@ def contract_issues(error: ValidationError) -> tuple[Issue, ...]:
             reason_vi, reason_en = VALUE_KIND_REASON
         else:
             path = field_path(loc)
-            reason_vi = CONTRACT_REASONS_VI.get(detail["type"], CONTRACT_REASON_VI)
             message = detail["msg"]
             reason_en = message[:1].lower() + message[1:]
+            reason_vi = CONTRACT_REASONS_VI.get(detail["type"], f"{CONTRACT_REASON_VI} ({message})")
         found.setdefault(path, issue("E100", field=path, reason_vi=reason_vi, reason_en=reason_en))
     return tuple(found.values())
 
@@ -141,7 +147,7 @@ def read(raw: bytes, limits: Limits) -> Readable | Unreadable:
     except ValueError as error:  # JSONDecodeError, DuplicateKeyError, UnicodeDecodeError
         if len(raw) > max_bytes:
             return Unreadable((issue("E150", size=len(raw), limit=max_bytes),))
-        return Unreadable((issue("E100.json", field="(body)", reason_en=str(error)),))
+        return Unreadable((not_json(error),))
     if len(raw) > max_bytes:
         return Unreadable((issue("E150", size=len(raw), limit=max_bytes),), **_glean(document))
     try:

@@ -5,7 +5,9 @@ not an object is one E100 at `(body)`; every missing field is an E100 at its own
 unknown field and a value of the wrong kind are each exactly one E100 at their path; a
 body over the limit is E150, with the identifiers still gleaned when it parses. An
 `Unreadable` answers with an outcome only when it carries a usable report_id, and every
-issue it holds has a message in both languages.
+issue it holds has a message in both languages: what is not JSON is told what and where in
+Vietnamese too (never the parser's English alone), and an error no table foresaw gets a
+Vietnamese phrase with the technical detail in parentheses.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import pytest
+from pydantic import BaseModel, Field, ValidationError
 
-from services.submission.intake import Unreadable, field_path, read_report
+from services.submission.intake import Unreadable, contract_issues, field_path, read_report
 from shared.contracts import Report, Status
+from shared.messages import json_reasons
 from tests import factories
 
 pytestmark = pytest.mark.unit
@@ -223,3 +227,64 @@ def test_the_english_reason_quotes_the_report_id_pattern_as_it_is() -> None:
     result = read_report(body(report_id="?"), LIMIT)
     assert isinstance(result, Unreadable)
     assert "[A-Za-z0-9]" in result.issues[0].message_en
+
+
+PREFIX_VI = "Nội dung gửi không phải là JSON hợp lệ mã hóa UTF-8: "
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason_vi"),
+    [
+        (b"", "thiếu một giá trị (số, chuỗi, đối tượng, mảng, true, false hoặc null) (tại dòng 1,"
+              " cột 1)"),
+        (b'{"a" 1}', "thiếu dấu hai chấm (:) sau tên trường (tại dòng 1, cột 6)"),
+        (b'{\n  "a": 1\n  "b": 2\n}', "thiếu dấu phẩy (,) giữa hai phần tử (tại dòng 3, cột 3)"),
+        (b"{'a': 1}", "cần tên trường đặt trong dấu nháy kép (tại dòng 1, cột 2)"),
+        (b'{"a": "b', "chuỗi ký tự bắt đầu tại đây không có dấu nháy kép đóng (tại dòng 1,"
+                     " cột 7)"),
+        (b'{"a": "\x01"}', "chuỗi ký tự chứa ký tự điều khiển không được phép (tại dòng 1, cột 8)"),
+        (b'{"a": "\\q"}', "ký tự thoát (\\) không hợp lệ (tại dòng 1, cột 8)"),
+        (b'{"a": "\\u12"}', "mã thoát \\uXXXX không hợp lệ (tại dòng 1, cột 9)"),
+        (b"{} []", "còn dữ liệu thừa sau giá trị JSON (tại dòng 1, cột 4)"),
+        (b'{"unit": "a", "unit": "b"}', "trường 'unit' xuất hiện hai lần trong cùng một đối tượng"),
+        (b'{"unit": "\xff"}', "byte tại vị trí 10 không phải mã UTF-8 hợp lệ"),
+        (b'{"revision": NaN}', "NaN không phải là số trong JSON"),
+        (b'{"revision": -Infinity}', "-Infinity không phải là số trong JSON"),
+        (b"[" * 50_000, "JSON lồng nhau quá sâu"),
+        (b'{"unit": "\\u0000"}', "một chuỗi ký tự chứa ký tự NUL (\\u0000)"),
+        (b'{"unit": "\\ud800"}', "một chuỗi ký tự chứa mã thoát đơn lẻ trong khoảng"
+                                 " \\ud800-\\udfff, không tạo thành ký tự nào"),
+    ],
+)  # fmt: skip
+def test_a_body_that_is_not_json_is_told_what_and_where_in_vietnamese(
+    raw: bytes, reason_vi: str
+) -> None:
+    result = read_report(raw, LIMIT)
+    assert isinstance(result, Unreadable)
+    (issue,) = result.issues
+    assert (issue.code, issue.field) == ("E100", "(body)")
+    assert issue.message_vi == f"{PREFIX_VI}{reason_vi}."
+    assert issue.message_en.startswith("The body is not valid UTF-8 JSON: ")
+
+
+def test_an_unforeseen_parser_error_is_told_in_vietnamese_with_its_detail() -> None:
+    reason_vi, reason_en = json_reasons(ValueError("something new"))
+    assert (reason_vi, reason_en) == ("không đọc được nội dung (something new)", "something new")
+    error = json.JSONDecodeError("Something new", "{\n x", 3)
+    assert json_reasons(error)[0] == (
+        "không đọc được nội dung tại dòng 2, cột 2 (Something new: line 2 column 2 (char 3))"
+    )
+
+
+class _Even(BaseModel):
+    n: int = Field(multiple_of=2)
+
+
+def test_an_unlisted_contract_error_is_told_in_vietnamese_with_its_detail() -> None:
+    with pytest.raises(ValidationError) as caught:
+        _Even.model_validate({"n": 3})
+    (issue,) = contract_issues(caught.value)
+    assert issue.message_vi == (
+        "Báo cáo không đúng hợp đồng dữ liệu tại trường n: giá trị không hợp lệ (Input should"
+        " be a multiple of 2)."
+    )
