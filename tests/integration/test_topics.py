@@ -1,9 +1,15 @@
 """Topic provisioning against the real broker: creates, then changes nothing, then sets a
-drifted setting back without touching the topic's other settings."""
+drifted setting back without touching the topic's other settings. The step every service
+runs at start (`shared.topics.ensure_topics`) creates each topic and its `.dlq` companion
+once, with the configured partitions, `aggregates.v1` alone compacted; run again, it
+creates nothing."""
 
 from __future__ import annotations
 
-from aiokafka.admin import AIOKafkaAdminClient
+from typing import Any
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from services.topics.admin import read_state
@@ -11,6 +17,7 @@ from services.topics.cli import provision
 from services.topics.plan import DAY_MS
 from services.topics.settings import TopicsSettings
 from shared.settings import KafkaSettings
+from shared.topics import ensure_topics
 from tests.harness import eventually
 
 
@@ -56,3 +63,48 @@ async def test_provisioning_is_idempotent_and_repairs_drift(
     finally:
         await admin.close()
     assert not (await provision(settings, dry_run=False)).changes
+
+
+BASE_TOPICS = (
+    "reports.inbound.v1",
+    "reports.received.v1",
+    "reports.outcomes.v1",
+    "reports.accepted.v1",
+    "aggregates.v1",
+    "hub.sync.v1",
+)
+
+
+async def test_the_topics_a_service_ensures_at_start_are_created_once_as_configured(
+    kafka_bootstrap: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kafka = KafkaSettings(
+        bootstrap_servers=kafka_bootstrap, namespace=namespace, partitions=3, dlq_partitions=2
+    )
+    expected = {f"{namespace}{name}": 3 for name in BASE_TOPICS} | {
+        f"{namespace}{name}.dlq": 2 for name in BASE_TOPICS
+    }
+    requested: list[list[str]] = []  # the names of each creation asked of the broker
+    create = AIOKafkaAdminClient.create_topics
+
+    async def recording(admin: AIOKafkaAdminClient, topics: list[NewTopic], **kw: Any) -> Any:
+        requested.append([t.name for t in topics])
+        return await create(admin, topics, **kw)
+
+    monkeypatch.setattr(AIOKafkaAdminClient, "create_topics", recording)
+
+    first = await ensure_topics(kafka)
+    assert sorted(first) == sorted(expected)
+    assert [sorted(names) for names in requested] == [sorted(expected)]
+    again = await ensure_topics(kafka)
+    assert again == []
+    assert len(requested) == 1  # the second run found every topic and asked for none
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        states = await read_state(admin, expected)
+    finally:
+        await admin.close()
+    assert {name: state.partitions for name, state in states.items()} == expected
+    compacted = {n for n, s in states.items() if s.configs["cleanup.policy"] == "compact"}
+    assert compacted == {f"{namespace}aggregates.v1"}
