@@ -14,16 +14,19 @@ Decisions the catalog leaves open, fixed here (DESIGN §3-4, catalog/README.md):
   the first revision arrives after the correction (a replay).
 - `sum` is exact whatever the number of digits (an unbounded context: no addition rounds),
   so a total never depends on the order of the reports.
-- `avg` is that exact sum divided once by the count, at 28 significant digits (fixed here,
-  not read from the thread's context) and not rounded further: the catalog rounds only
-  derived values. One division of an order-independent sum is order-independent.
+- Every rounding is half up (5 rounds away from zero), as Vietnamese statistics round and
+  as `decimals` and the completeness rates are read: no figure is rounded half-even.
+- `avg` is that exact sum divided once by the count, rounded half up at 28 significant
+  digits (fixed here, not read from the thread's context) and not rounded further:
+  `decimals` rounds derived values only (catalog/README.md), so a mean keeps every digit
+  a 28-digit quotient has. One division of an order-independent sum is order-independent.
 - `min`/`max` compare exactly; between equal numbers written differently (1.0, 1.00) the
   frame's unit order decides, never the arrival order.
 - `none` indicators are not rolled up: a scope shows its own value when the scope unit
   reports itself, else null (never the value of a unit below it).
 - Derived indicators are computed at every scope from the scope's values at 60 significant
-  digits, then rounded half up to the indicator's `decimals`; a zero denominator or a
-  missing input gives null.
+  digits, then rounded to the indicator's `decimals`; a zero denominator or a missing
+  input gives null.
 - Every indicator of the regime is present in every snapshot: explicit zeros stay zeros and
   "no value" is null, so the hub never keeps a stale value (DESIGN §3).
 """
@@ -37,7 +40,6 @@ from decimal import (
     MAX_EMAX,
     MAX_PREC,
     MIN_EMIN,
-    ROUND_HALF_EVEN,
     ROUND_HALF_UP,
     Context,
     Decimal,
@@ -60,10 +62,10 @@ _TRAPS = [InvalidOperation, DivisionByZero, Overflow]
 # Additions, comparisons and quantizing: never rounded, whatever the number of digits.
 EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, rounding=ROUND_HALF_UP, traps=_TRAPS)
 # The mean: Python's default precision, fixed so that no caller's context changes it.
-AVERAGE = Context(prec=28, rounding=ROUND_HALF_EVEN, traps=_TRAPS)
+AVERAGE = Context(prec=28, rounding=ROUND_HALF_UP, traps=_TRAPS)
 # Derived formulas: wide enough that rounding to `decimals` afterwards is the only rounding
 # that shows for any realistic figure.
-DERIVED = Context(prec=60, Emax=MAX_EMAX, Emin=MIN_EMIN, rounding=ROUND_HALF_EVEN, traps=_TRAPS)
+DERIVED = Context(prec=60, Emax=MAX_EMAX, Emin=MIN_EMIN, rounding=ROUND_HALF_UP, traps=_TRAPS)
 
 
 @dataclass(frozen=True, slots=True)

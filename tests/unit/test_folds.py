@@ -2,7 +2,8 @@
 
 Proves, by folding plain lists: each aggregation type (sum, avg, min, max, none) and each
 derived indicator of the catalog (zero denominator → None, `decimals` rounded half up);
-sums exact beyond 28 digits and averages rounded once at 28 digits, the same in every
+sums exact beyond 28 digits and averages rounded once, half up, at 28 digits (a mean of
+128 units that ties at the 29th digit), the same in every
 order and under any caller's decimal context (checked against fractions); completeness
 (expected, reported, on time by the FIRST accepted revision, 2-decimal rates, missing
 units sorted); the hierarchy in force for the period (KSTT-TTHC 2025-Q1 and Q2: the
@@ -700,10 +701,29 @@ def test_the_roll_up_ignores_the_callers_decimal_context() -> None:
 
 
 def exact_mean(values: Sequence[Decimal]) -> Decimal:
-    """The mean computed with fractions, rounded once to 28 significant digits."""
+    """The mean computed with fractions, rounded once, half up, to 28 significant digits."""
     total = sum((Fraction(v) for v in values), Fraction(0))
     mean = total / len(values)
-    return decimal.Context(prec=28).divide(Decimal(mean.numerator), Decimal(mean.denominator))
+    half_up = decimal.Context(prec=28, rounding=decimal.ROUND_HALF_UP)
+    return half_up.divide(Decimal(mean.numerator), Decimal(mean.denominator))
+
+
+MANY = tuple(f"P.{n:03d}" for n in range(128))
+MANY_FRAME = Frame(TYPES_REGIME, TYPES_FRAME.day, {"P": MANY}, TYPES_FRAME.derived)
+
+
+def test_a_mean_that_falls_halfway_at_28_digits_is_rounded_half_up() -> None:
+    # 128 units, one with the largest figure validation takes ending in 7, the others 0:
+    # 999999999999999.999999997 / 128 = 7812499999999.999999999976562|5 exactly, a tie at
+    # the 29th digit (half-even would keep ...562).
+    reports = [types_report(u, {"A": "0"}) for u in MANY[1:]]
+    reports.append(types_report(MANY[0], {"A": "999999999999999.999999997"}))
+    mean = snapshot(fold(reports), MANY_FRAME, "P").values["A"]
+    assert str(mean) == "7812499999999.999999999976563"
+    # The completeness rate rounds the same way: 1 of 32 units is 3.125 %.
+    few = Frame(TYPES_REGIME, TYPES_FRAME.day, {"P": MANY[:32]}, TYPES_FRAME.derived)
+    rate = snapshot(fold(reports[-1:]), few, "P").completeness.rate
+    assert str(rate) == "3.13"
 
 
 any_decimal = st.decimals(
