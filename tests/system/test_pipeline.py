@@ -1,13 +1,15 @@
 """The whole pipeline as processes: reports sent over Kafka and HTTP, with a duplicate, a
 correction and some refusals, reach the hub as province snapshots whose values equal the
-fold of the latest accepted revision of each unit."""
+fold of the latest accepted revision of each unit, and the figures worked out by hand from
+the reports sent (sums, a maximum, derived rates rounded to their decimals, completeness),
+so that a fault of the fold itself cannot hide."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -37,6 +39,86 @@ def nvcp(unit: str, assigned: int) -> Report:
         TASKS_IN_PROGRESS=Decimal(assigned - 15),
     )
     return factories.report(regime="NVCP-S", period="2026-S1", unit=unit, values=values)
+
+
+class Hand(NamedTuple):
+    """A province snapshot's figures worked out by hand from the reports the test sends."""
+
+    values: Mapping[str, str | None]  # rolled-up indicators, compared by value
+    derived: Mapping[str, str]  # derived ones, compared as written: rounded to `decimals`
+    expected: int
+    reported: int
+    rate: str
+
+
+# KSTT-TTHC: online 120 + 250 (TB.HH.N01's correction, not 200) + 300 + 90 = 760; each of
+# the 4 units sends 30 direct, 5 carried over, 50 early, 60 on time, 10 late (120
+# resolved), 480.5 days and a longest overdue of 4; pending = received - 120. KTXH-M: the
+# revenues sent, and 3 times the factory's other figures. NVCP-S: 20 + 31 + 16 assigned, in
+# progress = assigned - 15. Expected: the communes and the service centre (17), the
+# communes (16) and the departments (6) in force on the windows' last days. Every report
+# is on time (the clock is at 2026-03-16).
+BY_HAND: dict[tuple[str, str], Hand] = {
+    ("KSTT-TTHC", "2026-Q1"): Hand(
+        values={
+            "RECEIVED_ONLINE": "760",
+            "RECEIVED_DIRECT": "120",
+            "RECEIVED_TOTAL": "900",  # 760 + 120 + 20
+            "RESOLVED_TOTAL": "480",
+            "PENDING_TOTAL": "420",  # 900 - 480
+            "PROCESSING_DAYS_TOTAL": "1922",
+            "MAX_OVERDUE_DAYS": "4",  # max, not sum
+        },
+        derived={
+            "ON_TIME_RATE": "91.67",  # (200 + 240) / 480 = 91.666…
+            "ONLINE_RATE": "86.36",  # 760 / (760 + 120) = 86.3636…
+            "AVG_PROCESSING_DAYS": "4.0",  # 1922 / 480 = 4.0041…
+        },
+        expected=17,
+        reported=4,
+        rate="23.53",  # 4 / 17
+    ),
+    ("KTXH-M", "2026-M03"): Hand(
+        values={
+            "BUDGET_REVENUE": "1234568042.474456789",  # 152.35 + 1234567890.123456789 + 0.001
+            "BUDGET_EXPENDITURE": "294.3",
+            "PUBLIC_INVEST_PLAN": "1200",
+            "PUBLIC_INVEST_DISBURSED": "370.368",
+            "NEW_ENTERPRISES": "36",
+        },
+        derived={"DISBURSEMENT_RATE": "30.86"},  # 370.368 / 1200 = 30.864 %
+        expected=16,
+        reported=3,
+        rate="18.75",
+    ),
+    ("NVCP-S", "2026-S1"): Hand(
+        values={
+            "TASKS_ASSIGNED": "67",
+            "TASKS_DONE_ON_TIME": "36",
+            "TASKS_DONE_LATE": "6",
+            "TASKS_IN_PROGRESS": "22",  # 5 + 16 + 1
+            "ASSESSMENT": None,  # not rolled up, and the province does not report itself
+        },
+        derived={"COMPLETION_RATE": "62.69"},  # (36 + 6) / 67 = 62.686…
+        expected=6,
+        reported=3,
+        rate="50.00",
+    ),
+}
+
+
+def agrees_with_hand(
+    values: Mapping[str, Any], completeness: Mapping[str, Any], hand: Hand
+) -> None:
+    """A province snapshot (the hub's, or the fold's) has the figures worked out by hand."""
+    for code, figure in hand.values.items():
+        assert values[code] == (None if figure is None else Decimal(figure)), code
+    for code, shown in hand.derived.items():
+        assert str(values[code]) == shown, code
+    assert completeness["expected"] == hand.expected
+    assert completeness["reported"] == completeness["on_time"] == hand.reported
+    assert len(completeness["missing"]) == hand.expected - hand.reported
+    assert str(completeness["rate"]) == hand.rate
 
 
 def as_accepted(report: Report) -> AcceptedReport:
@@ -89,6 +171,9 @@ async def test_reports_reach_the_hub_as_exact_province_totals(stack: Stack) -> N
         assert frame is not None
         state = fold(as_accepted(r) for r in counted if (r.regime, r.period) == (regime, period))
         expected[(regime, period)] = snapshot(state, frame, "TB")
+    assert sorted(expected) == sorted(BY_HAND)
+    for regime_period, figures in expected.items():
+        agrees_with_hand(figures.values, figures.completeness.model_dump(), BY_HAND[regime_period])
 
     hub = HubReader(stack.url("hub_simulator"))
     try:
@@ -111,6 +196,7 @@ async def test_reports_reach_the_hub_as_exact_province_totals(stack: Stack) -> N
 
             held = await eventually(arrived, timeout=60)
             assert held["values"] == dict(figures.values), (regime, period)
+            agrees_with_hand(held["values"], held["completeness"], BY_HAND[(regime, period)])
             assert held["completeness"]["missing"] == list(figures.completeness.missing)
             assert held["completeness"]["expected"] == figures.completeness.expected
         log = await asyncio.to_thread(hub.received)
