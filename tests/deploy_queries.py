@@ -26,12 +26,14 @@ RULE_FILES = tuple(sorted((PROMETHEUS / "rules").glob("*.yml")))
 RULE_TESTS = tuple(sorted((PROMETHEUS / "tests").glob("*.test.yml")))
 DASHBOARDS = tuple(sorted((DEPLOY / "grafana" / "dashboards").glob("*.json")))
 GRAFANA_PROVISIONING = DEPLOY / "grafana" / "provisioning"
+COMPOSE_PROMETHEUS = DEPLOY / "compose" / "prometheus.yml"
 
 GRAFANA_BUILTINS = {"__rate_interval": "1m", "__range": "1h", "__interval": "15s"}
 _VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
 _LABEL_VALUES = re.compile(r"^label_values\((?P<expr>.+),\s*(?P<label>\w+)\)$", re.DOTALL)
 COMPARISONS = {"==", "!=", ">", "<", ">=", "<="}
 SET_OPERATORS = {"and", "or", "unless"}
+ABSENCE = {"absent", "absent_over_time"}
 
 
 @dataclass(frozen=True)
@@ -103,12 +105,15 @@ def rules() -> Iterator[Rule]:
 
 def signals(expr: str) -> list[str]:
     """The series an alert's condition is about: the expression without its thresholds,
-    each side of `and`/`or`/`unless` on its own. They must have data for the alert to
-    ever fire."""
+    each side of `and`/`or`/`unless` on its own, and what an `absent()` looks for. They
+    must have data for the alert to ever fire (or, for `absent()`, to ever be quiet: a
+    selector that matches nothing in a running system is misspelt)."""
 
     def walk(node: promql.Expr) -> list[str]:
         if isinstance(node, promql.ParenExpr):
             return walk(node.expr)
+        if isinstance(node, promql.Call) and node.func.name in ABSENCE:
+            return walk(node.args[0])
         if isinstance(node, promql.BinaryExpr) and str(node.op) in COMPARISONS | SET_OPERATORS:
             return walk(node.lhs) + walk(node.rhs)
         text = str(node).replace("{}", "")  # the parser writes `name{}` for a bare name
