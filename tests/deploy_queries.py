@@ -105,21 +105,31 @@ def rules() -> Iterator[Rule]:
 
 def signals(expr: str) -> list[str]:
     """The series an alert's condition is about: the expression without its thresholds,
-    each side of `and`/`or`/`unless` on its own, and what an `absent()` looks for. They
-    must have data for the alert to ever fire (or, for `absent()`, to ever be quiet: a
-    selector that matches nothing in a running system is misspelt)."""
+    each side of `and`/`or`/`unless` on its own (inside an aggregation of them too), and
+    what an `absent()` looks for. They must have data for the alert to ever fire (or, for
+    `absent()`, to ever be quiet: a selector that matches nothing in a running system is
+    misspelt)."""
 
     def walk(node: promql.Expr) -> list[str]:
         if isinstance(node, promql.ParenExpr):
             return walk(node.expr)
         if isinstance(node, promql.Call) and node.func.name in ABSENCE:
             return walk(node.args[0])
+        if isinstance(node, promql.AggregateExpr) and filters(node.expr):
+            return walk(node.expr)  # what is summed up is filtered: the operands are watched
         if isinstance(node, promql.BinaryExpr) and str(node.op) in COMPARISONS | SET_OPERATORS:
             return walk(node.lhs) + walk(node.rhs)
         text = str(node).replace("{}", "")  # the parser writes `name{}` for a bare name
         return [text] if metric_names(text) else []  # a threshold is not a series
 
     return walk(promql.parse(expr))
+
+
+def filters(node: promql.Expr) -> bool:
+    """Whether an expression keeps only some of its series (a threshold, `and`, ...)."""
+    while isinstance(node, promql.ParenExpr):
+        node = node.expr
+    return isinstance(node, promql.BinaryExpr) and str(node.op) in COMPARISONS | SET_OPERATORS
 
 
 def metric_names(expr: str) -> set[str]:

@@ -11,6 +11,10 @@ the end offsets), not from the subscribing consumer's own highwater, because:
   sample whatever the number of partitions.
 Every instance of a service reports the same figures for its groups, so dashboards and
 alerts take the maximum per (group, topic, partition), never the sum.
+
+The committed offsets are exported too: a lag above zero says records wait, and only a
+commit that does not move says the group has stopped taking them (under steady traffic
+the lag never reaches zero, yet the commits advance).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from shared.settings import KafkaSettings
 log = get_logger(__name__)
 
 REQUEST_TIMEOUT_S = 10.0
+PartitionKey = tuple[str, str, int]  # (group, topic, partition)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +70,7 @@ def group_lag(
     ends: Mapping[int, int],
     beginnings: Mapping[int, int],
     committed: Mapping[int, int],
-) -> dict[tuple[str, str, int], int]:
+) -> dict[PartitionKey, int]:
     """Lag of one group on every partition of its topic, keyed (group, topic, partition)."""
     return {
         (subscription.group, subscription.topic, p): partition_lag(
@@ -73,6 +78,15 @@ def group_lag(
         )
         for p in partitions
     }
+
+
+@dataclass(frozen=True, slots=True)
+class Offsets:
+    """One reading of the broker: each partition's lag, and the offsets committed where
+    the group has committed (a partition without a commit yet has none)."""
+
+    lags: dict[PartitionKey, int]
+    committed: dict[PartitionKey, int]
 
 
 class ConsumerLagMonitor:
@@ -111,10 +125,14 @@ class ConsumerLagMonitor:
         if consumer is not None:
             await consumer.stop()
 
-    async def measure(self) -> dict[tuple[str, str, int], int]:
+    async def measure(self) -> dict[PartitionKey, int]:
         """The lag of every subscription on every partition, read from the broker now."""
+        return (await self.read()).lags
+
+    async def read(self) -> Offsets:
+        """The lags and commits of every subscription, read from the broker now."""
         if not self._subscriptions:
-            return {}
+            return Offsets({}, {})
         admin, consumer = await self._clients()
         topics = sorted({s.topic for s in self._subscriptions})
         described = await admin.describe_topics(topics)
@@ -127,26 +145,39 @@ class ConsumerLagMonitor:
         # The consumer's offset look-ups wait forever for a partition without a leader.
         ends = await asyncio.wait_for(consumer.end_offsets(tps), REQUEST_TIMEOUT_S)
         beginnings = await asyncio.wait_for(consumer.beginning_offsets(tps), REQUEST_TIMEOUT_S)
-        lags: dict[tuple[str, str, int], int] = {}
+        found = Offsets({}, {})
         for subscription in self._subscriptions:
             mine = [tp for tp in tps if tp.topic == subscription.topic]
             offsets = await admin.list_consumer_group_offsets(subscription.group, partitions=mine)
-            lags |= group_lag(
-                subscription,
-                partitions.get(subscription.topic, []),
-                {tp.partition: ends[tp] for tp in mine},
-                {tp.partition: beginnings[tp] for tp in mine},
-                {tp.partition: meta.offset for tp, meta in offsets.items()},
+            committed = {tp.partition: meta.offset for tp, meta in offsets.items()}
+            found.lags.update(
+                group_lag(
+                    subscription,
+                    partitions.get(subscription.topic, []),
+                    {tp.partition: ends[tp] for tp in mine},
+                    {tp.partition: beginnings[tp] for tp in mine},
+                    committed,
+                )
             )
-        return lags
+            found.committed.update(
+                {
+                    (subscription.group, subscription.topic, p): o
+                    for p, o in committed.items()
+                    if o >= 0
+                }
+            )
+        return found
 
     async def sample(self) -> None:
         try:
-            lags = await self.measure()
+            found = await self.read()
         except Exception:
             # A broker hiccup: start over with fresh connections at the next sample.
             await self.close()
             raise
-        gauge = self._metrics.consumer_lag
-        for (group, topic, partition), lag in lags.items():
-            gauge.labels(group=group, topic=topic, partition=str(partition)).set(lag)
+        for gauge, values in (
+            (self._metrics.consumer_lag, found.lags),
+            (self._metrics.consumer_committed, found.committed),
+        ):
+            for (group, topic, partition), value in values.items():
+                gauge.labels(group=group, topic=topic, partition=str(partition)).set(value)

@@ -183,6 +183,13 @@ class Metrics:
             ["group", "topic", "partition"],
             registry=registry,
         )
+        self.consumer_committed = Gauge(
+            "baocao_consumer_committed_offset",
+            "The offset a consumer group last committed on a partition (sampled); none "
+            "before its first commit.",
+            ["group", "topic", "partition"],
+            registry=registry,
+        )
         # Regimes and their open periods, province scope (sampled by aggregation from the
         # snapshots it stored; DESIGN §4 completeness).
         self.regime_completeness = Gauge(

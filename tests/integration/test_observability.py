@@ -43,6 +43,17 @@ async def commit(bootstrap: str, group: str, offsets: dict[TopicPartition, int])
         await consumer.stop()
 
 
+def committed(registry: CollectorRegistry, group: str, topic: str) -> dict[str, float]:
+    """The committed offsets exported for a group's partitions, keyed by partition."""
+    found = {}
+    for partition in ("0", "1", "2"):
+        labels = {"group": group, "topic": topic, "partition": partition}
+        value = registry.get_sample_value("baocao_consumer_committed_offset", labels)
+        if value is not None:
+            found[partition] = value
+    return found
+
+
 async def test_consumer_lag_is_the_end_offset_minus_the_groups_commit_per_partition(
     namespace: str, kafka_bootstrap: str
 ) -> None:
@@ -71,12 +82,15 @@ async def test_consumer_lag_is_the_end_offset_minus_the_groups_commit_per_partit
         }
         labels = {"group": group, "topic": topic, "partition": "0"}
         assert registry.get_sample_value("baocao_consumer_lag_messages", labels) == 3
+        # The commits are exported where there is one: their moving is the group's progress.
+        assert committed(registry, group, topic) == {"0": 2}
         await commit(
             kafka_bootstrap, group, {TopicPartition(topic, 0): 5, TopicPartition(topic, 1): 3}
         )
         await monitor.sample()
         assert registry.get_sample_value("baocao_consumer_lag_messages", labels) == 0
         assert set((await monitor.measure()).values()) == {0}
+        assert committed(registry, group, topic) == {"0": 5, "1": 3}
     finally:
         await monitor.close()
 

@@ -123,6 +123,11 @@ def test_an_alert_without_its_thresholds_is_the_series_it_watches() -> None:
     expr = "a:b:c < 0.8 and on (regime) d:e:f < 2 * 86400 and on (regime) (d:e:f > 0)"
     assert signals(expr) == ["a:b:c", "d:e:f", "d:e:f"]
     assert signals("up{job=~'x|y'} == 0") == ['up{job=~"x|y"}']
+    assert signals("sum by (g) (a:b:c > 0 unless on (g) changes(d:e:f[5m]) > 0)") == [
+        "a:b:c",
+        "changes(d:e:f[5m])",
+    ]
+    assert signals("sum(rate(x_total[5m])) > 1") == ["sum(rate(x_total[5m]))"]
     assert signals('absent(up{job="x"}) or absent(a:b:c{job="y"})') == [
         'up{job="x"}',
         'a:b:c{job="y"}',
