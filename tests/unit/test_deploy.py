@@ -110,6 +110,10 @@ def test_every_alert_says_how_bad_what_and_why_and_waits_before_firing() -> None
         "BaocaoDeadLettersGrowing",
         "BaocaoConsumerLagHigh",
         "BaocaoCompletenessLowNearDeadline",
+        "BaocaoServiceAbsent",
+        "BaocaoConsumerLagUnmeasured",
+        "BaocaoHubSyncSlow",
+        "BaocaoDeadlineMissed",
     }
     for alert in alerts:
         assert alert["labels"]["severity"] in ("critical", "warning"), alert["alert"]
