@@ -66,7 +66,6 @@ class SnapshotIntake:
             except (ValueError, ValidationError) as error:
                 dlq = self._rt.settings.kafka.dlq(AGGREGATES)
                 dead.append(outbox.dead_letter(record, dlq, "deliver", str(error)))
-                self._rt.metrics.dlq_messages.labels(topic=AGGREGATES.name).inc()
                 continue
             if self.synced(snapshot):
                 known.append(Known(snapshot, newest_receipt(record)))
@@ -74,6 +73,8 @@ class SnapshotIntake:
             moved = await store.remember(conn, known)
             await outbox.write(conn, dead)
         if dead:
+            # Counted after the commit, so a batch retried after a failure counts once.
+            self._rt.metrics.dlq_messages.labels(topic=AGGREGATES.name).inc(len(dead))
             self._rt.relay.notify()
         if moved:
             self._deliverer.notify()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import orjson
@@ -68,6 +68,16 @@ class Ingested:
     verdict: Outcome | None = None
 
 
+@dataclass
+class _Tally:
+    """What one call counts once its transaction has committed: a batch retried after a
+    failed transaction must not count its refusals, dead letters and duplicates again."""
+
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (channel, code)
+    dead_letters: int = 0
+    duplicates: list[str] = field(default_factory=list)  # channels
+
+
 class Ingest:
     def __init__(self, runtime: Runtime, section: SubmissionSection) -> None:
         self._rt = runtime
@@ -99,6 +109,7 @@ class Ingest:
                 registered = await store.active_sources(conn, named)
         reports: list[tuple[StoredReport, Record]] = []
         messages: list[OutboxMessage] = []
+        tally = _Tally()
         async with self._rt.pool.acquire() as conn:
             # Records read again (a crash before the offset commit, a replay) whose report
             # is stored already have no effect at all: not even parsed.
@@ -111,7 +122,7 @@ class Ingest:
             sender = senders.get(record.topic)
             result = self._take(raw, sender, registered.get(sender or ""))
             if isinstance(result, Unreadable):
-                messages += self._refusal(result, Channel.KAFKA, record, sender)
+                messages += self._refusal(result, Channel.KAFKA, record, sender, tally)
                 continue
             stored_report = StoredReport(
                 result.report, raw, Channel.KAFKA, received_at, source, sender
@@ -119,20 +130,23 @@ class Ingest:
             reports.append((stored_report, record))
         foreign = await self._foreign_ids([r for r, _ in reports])
         for report, record in [(r, rec) for r, rec in reports if r.report.report_id in foreign]:
-            messages += self._refusal(self._taken_id(report), Channel.KAFKA, record, report.sender)
+            refusal = self._taken_id(report)
+            messages += self._refusal(refusal, Channel.KAFKA, record, report.sender, tally)
         taken = [r for r, _ in reports if r.report.report_id not in foreign]
         async with self._rt.pool.acquire() as conn, conn.transaction():
-            stored, answers = await self._store(conn, taken)
+            stored, answers = await self._store(conn, taken, tally)
             await outbox.write(conn, messages + answers)
         self._rt.relay.notify()
-        self._count(stored, len(records) - len(again) - len(taken))
+        self._count(stored, tally)
 
     async def from_http(self, raw: bytes, sender: Source | None = None) -> Ingested | Unreadable:
         """Take one report sent over HTTP by `sender` (None when senders are not
         authenticated)."""
         result = self._take(raw, sender.name if sender else None, sender)
+        tally = _Tally()
         if isinstance(result, Unreadable):
-            self._refusal(result, Channel.HTTP, None, None)
+            self._refusal(result, Channel.HTTP, None, None, tally)
+            self._count([], tally)
             return result
         report = StoredReport(
             result.report,
@@ -144,16 +158,17 @@ class Ingest:
         report_id = result.report.report_id
         if await self._foreign_ids([report]):
             refusal = self._taken_id(report)
-            self._refusal(refusal, Channel.HTTP, None, None)
+            self._refusal(refusal, Channel.HTTP, None, None, tally)
+            self._count([], tally)
             return refusal
         async with self._rt.pool.acquire() as conn, conn.transaction():
-            stored, answers = await self._store(conn, [report])
+            stored, answers = await self._store(conn, [report], tally)
             await outbox.write(conn, answers)
             verdict = (
                 None if stored else (await store.verdicts_of(conn, [report_id])).get(report_id)
             )
         self._rt.relay.notify()
-        self._count(stored, 0)
+        self._count(stored, tally)
         return Ingested(report_id, report.received_at, duplicate=not stored, verdict=verdict)
 
     async def record_verdicts(self, records: Sequence[Record]) -> None:
@@ -182,7 +197,7 @@ class Ingest:
     # --- steps ---------------------------------------------------------------------------
 
     async def _store(
-        self, conn: Connection, reports: Sequence[StoredReport]
+        self, conn: Connection, reports: Sequence[StoredReport], tally: _Tally
     ) -> tuple[list[StoredReport], list[OutboxMessage]]:
         """Insert new reports and forward them; answer duplicates. Returns (stored, messages)."""
         firsts: dict[str, StoredReport] = {}
@@ -229,7 +244,7 @@ class Ingest:
                 )
         await store.add_pending_duplicates(conn, pending)
         for dup in duplicates:
-            self._rt.metrics.duplicates.labels(channel=dup.channel.value).inc()
+            tally.duplicates.append(dup.channel.value)
             log.info("duplicate_report", **report_fields(dup.report), channel=dup.channel.value)
         return stored, messages
 
@@ -299,17 +314,19 @@ class Ingest:
         return OutboxMessage(topic, key, codec.dumps(outcome))
 
     def _refusal(
-        self, unreadable: Unreadable, channel: Channel, record: Record | None, sender: str | None
+        self,
+        unreadable: Unreadable,
+        channel: Channel,
+        record: Record | None,
+        sender: str | None,
+        tally: _Tally,
     ) -> list[OutboxMessage]:
         """E100/E150, E140-E142: the verdict to the sender (if it named a report id) and the
         raw bytes to the dead-letter topic. Over HTTP the sender gets the answer in the
         response. A refused sender's verdict goes only to the sender's own topic: on the
         shared topic, keyed by a unit it may not report for, it would reach that unit."""
         code = unreadable.code
-        if code in SENDER_CODES:
-            self._rt.metrics.senders_refused.labels(channel=channel.value, code=code).inc()
-        else:
-            self._rt.metrics.reports_malformed.labels(channel=channel.value, code=code).inc()
+        tally.refused.append((channel.value, code))
         log.info(
             "report_refused" if code in SENDER_CODES else "report_unreadable",
             **report_fields(unreadable),
@@ -324,7 +341,7 @@ class Ingest:
         messages = [
             outbox.dead_letter(record, self._rt.settings.kafka.dlq(INBOUND), "submission", summary)
         ]
-        self._rt.metrics.dlq_messages.labels(topic=INBOUND.name).inc()
+        tally.dead_letters += 1
         outcome = unreadable.outcome()
         if outcome is not None:
             if sender is not None:
@@ -336,15 +353,24 @@ class Ingest:
     def count_rate_limited(self) -> None:
         self._rt.metrics.senders_refused.labels(channel=Channel.HTTP.value, code="429").inc()
 
-    def _count(self, stored: Sequence[StoredReport], _unreadable: int) -> None:
-        """Counted per batch: one increment per label set, not one per report."""
+    def _count(self, stored: Sequence[StoredReport], tally: _Tally) -> None:
+        """Counted per batch (one increment per label set, not one per report), after the
+        commit."""
+        metrics = self._rt.metrics
         known = set(self._rt.catalog.regime_codes)
         counts = Counter(
             (r.report.regime if r.report.regime in known else "unknown", r.channel.value)
             for r in stored
         )
         for (regime, channel), n in counts.items():
-            self._rt.metrics.reports_received.labels(regime=regime, channel=channel).inc(n)
+            metrics.reports_received.labels(regime=regime, channel=channel).inc(n)
+        for (channel, code), n in Counter(tally.refused).items():
+            refused = metrics.senders_refused if code in SENDER_CODES else metrics.reports_malformed
+            refused.labels(channel=channel, code=code).inc(n)
+        if tally.dead_letters:
+            metrics.dlq_messages.labels(topic=INBOUND.name).inc(tally.dead_letters)
+        for channel, n in Counter(tally.duplicates).items():
+            metrics.duplicates.labels(channel=channel).inc(n)
 
 
 def _final(verdict: Outcome | None) -> bool:

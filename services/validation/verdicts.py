@@ -52,6 +52,7 @@ class _Batch:
     accepted: dict[NaturalKey, tuple[int, str]] = field(default_factory=dict)
     exceptions: list[LockException] = field(default_factory=list)
     messages: list[OutboxMessage] = field(default_factory=list)
+    dead_letters: int = 0
 
 
 def _parse(record: Record) -> ReceivedReport | LockException:
@@ -82,7 +83,7 @@ class VerdictStage:
                 except (ValueError, ValidationError) as error:
                     dlq = self._rt.settings.kafka.dlq(RECEIVED)
                     batch.messages.append(outbox.dead_letter(record, dlq, "validate", str(error)))
-                    self._rt.metrics.dlq_messages.labels(topic=RECEIVED.name).inc()
+                    batch.dead_letters += 1
             keys = {_key(i) for i in items}
             latest = await store.latest_revisions(conn, keys)
             windows = await store.lock_windows(conn, keys)
@@ -158,7 +159,8 @@ class VerdictStage:
             )
 
     def _count(self, batch: _Batch) -> None:
-        """Counted per batch: one increment per label set, not one per report."""
+        """Counted per batch (one increment per label set, not one per report), after the
+        commit: a batch retried after a failure counts once."""
         verdicts: Counter[tuple[str, str]] = Counter()
         issues: Counter[tuple[str, str, str]] = Counter()
         late: Counter[str] = Counter()
@@ -172,6 +174,8 @@ class VerdictStage:
             if verdict.status is Status.ACCEPTED and verdict.timeliness is Timeliness.LATE:
                 late[regime] += 1
         metrics = self._rt.metrics
+        if batch.dead_letters:
+            metrics.dlq_messages.labels(topic=RECEIVED.name).inc(batch.dead_letters)
         for (regime, status), n in verdicts.items():
             metrics.verdicts.labels(regime=regime, status=status).inc(n)
         for (regime, code, severity), n in issues.items():
