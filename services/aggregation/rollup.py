@@ -42,6 +42,7 @@ from shared.contracts import (
 )
 from shared.db import Connection
 from shared.logging import get_logger
+from shared.observability.log_context import report_fields
 from shared.outbox import OutboxMessage
 from shared.pacing import paced
 from shared.runtime import Runtime
@@ -168,7 +169,8 @@ class RollupStage:
             latest[key] = dict(known[key].latest)
             if frame is None:
                 # Validation accepts only periods with a regime version in force (E107).
-                log.error("no_frame_for_accepted_report", regime=key[0], period=key[1])
+                for report in fresh[key]:
+                    log.error("no_frame_for_accepted_report", **report_fields(report))
                 continue
             emitted = versions(frame, key[1], state, known[key].latest, now)
             for snapshot in emitted:

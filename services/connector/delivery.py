@@ -21,6 +21,7 @@ from shared import codec
 from shared.clock import Clock
 from shared.contracts import DeliveryOutcome, HubSyncResult, scope_key
 from shared.logging import get_logger
+from shared.observability.log_context import report_fields
 from shared.observability.metrics import Metrics
 from shared.outbox import OutboxMessage
 
@@ -131,7 +132,9 @@ class Deliverer:
         except Exception as error:
             # An adapter must not raise; if one does, this scope's attempt failed, and the
             # others of the round are still recorded.
-            log.exception("hub_adapter_raised", regime=due.snapshot.regime)
+            log.exception(
+                "hub_adapter_raised", **report_fields(due.snapshot), version=due.snapshot.version
+            )
             return HubReply(DeliveryOutcome.FAILED, error=f"{type(error).__name__}: {error}")
 
     def _judge(self, due: Due, reply: HubReply) -> tuple[Attempt, Transition | None]:

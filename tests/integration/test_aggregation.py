@@ -23,6 +23,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from structlog.testing import capture_logs
 
 from services.aggregation.app import MIGRATIONS, build_app
 from services.aggregation.folds import fold, frame_for, snapshots
@@ -418,3 +419,25 @@ async def test_a_regime_period_another_writer_moved_is_read_again_not_taken_from
     assert codec.loads(row["completeness"])["reported"] == 2
     assert Decimal(codec.loads(row["values"])["RECEIVED_ONLINE"]) == 120
     assert await recompute(config, "KSTT-TTHC", "2026-Q1", out=io.StringIO()) == 0
+
+
+async def test_an_accepted_report_without_a_regime_version_is_logged_with_its_identity(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    # Validation accepts only periods with a regime version in force (E107): should one
+    # come through anyway, the line names the report, so an operator can find it.
+    config = settings(namespace, kafka_bootstrap, postgres_dsn)
+    runtime = Runtime("aggregation", config, MIGRATIONS)
+    sent = factories.accepted(period="2020-Q4")
+    await runtime.start()
+    try:
+        with capture_logs() as logs:
+            await RollupStage(runtime).apply(
+                records(config.kafka.topic(ACCEPTED), codec.dumps(sent))
+            )
+    finally:
+        await runtime.stop()
+    lines = [e for e in logs if e["event"] == "no_frame_for_accepted_report"]
+    assert [(e["report_id"], e["regime"], e["period"], e["unit"]) for e in lines] == [
+        (sent.report_id, "KSTT-TTHC", "2020-Q4", "TB.DH.N01")
+    ]

@@ -35,6 +35,7 @@ import structlog
 import structlog.testing
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
+from structlog.testing import capture_logs
 
 from services.connector import delivery
 from services.connector.delivery import RECONCILE_RETRY_S, Deliverer
@@ -443,7 +444,13 @@ async def test_an_adapter_that_raises_fails_only_its_own_attempt() -> None:
     deliverer = Deliverer(ledger, adapter, ConnectorSection(), clock, metrics, TOPIC, Ceiling())
     for unit in ("TB", "TB.DH", "TB.HH"):
         ledger.remember(snapshot(unit))
-    assert await deliverer.deliver_due() == 3
+    with capture_logs() as logs:
+        assert await deliverer.deliver_due() == 3
+    raised = [e for e in logs if e["event"] == "hub_adapter_raised"]
+    # The line names the scope and version whose attempt failed.
+    assert [(e["regime"], e["period"], e["unit"], e["version"]) for e in raised] == [
+        ("KSTT-TTHC", "2025-Q1", "TB.DH", 1)
+    ]
     results = {r.unit: r for r in (codec.decode(HubSyncResult, m.payload) for m in ledger.messages)}
     assert sorted(adapter.delivered) == ["TB", "TB.HH"]
     assert results["TB.DH"].outcome is DeliveryOutcome.FAILED
