@@ -181,7 +181,8 @@ def build_api(ingest: Ingest, section: SubmissionSection, pool: Any, access: Acc
             raw += chunk
             if len(raw) > limit:
                 return _refused(Unreadable((issue("E150", size=f">{limit}", limit=limit),)))
-        result = await ingest.from_http(bytes(raw), sender)
+        with ingest.http_stage():
+            result = await ingest.from_http(bytes(raw), sender)
         if isinstance(result, Unreadable):
             return _refused(result)
         if result.duplicate:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -40,6 +41,7 @@ from shared.db import Connection
 from shared.logging import get_logger
 from shared.messages import issue
 from shared.observability.log_context import report_fields
+from shared.observability.metrics import stage_work
 from shared.outbox import OutboxMessage
 from shared.pacing import paced
 from shared.runtime import Runtime
@@ -52,6 +54,9 @@ from .settings import SubmissionSection
 from .store import PendingDuplicate, StoredReport
 
 SENDER_CODES = frozenset({"E140", "E141", "E142"})
+# Reports over HTTP come one per request: a stage of their own, so that the batch duration
+# and failures of the Kafka `ingest` stage keep their meaning.
+HTTP_STAGE = "ingest_http"
 
 log = get_logger(__name__)
 
@@ -91,6 +96,7 @@ class Ingest:
         self._signed_regimes = frozenset(section.signed_regimes)
         self._source_topics = SourceTopics(runtime.settings.kafka, section.source_partitions)
         runtime.metrics.prepare_intake(runtime.catalog.regime_codes)
+        runtime.metrics.prepare_stage(HTTP_STAGE)
 
     # --- channels ----------------------------------------------------------------------
 
@@ -352,6 +358,10 @@ class Ingest:
 
     def count_rate_limited(self) -> None:
         self._rt.metrics.senders_refused.labels(channel=Channel.HTTP.value, code="429").inc()
+
+    def http_stage(self) -> AbstractContextManager[None]:
+        """The stage metrics of one report sent over HTTP, around `from_http`."""
+        return stage_work(self._rt.metrics, HTTP_STAGE)
 
     def _count(self, stored: Sequence[StoredReport], tally: _Tally) -> None:
         """Counted per batch (one increment per label set, not one per report), after the

@@ -13,7 +13,9 @@ and a dashboard shows 0 rather than "no data".
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -34,7 +36,8 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        # Per pipeline stage (ingest, validate, aggregate, deliver, ...).
+        # Per pipeline stage (ingest, validate, aggregate, deliver, ...): a Kafka batch, or
+        # for a stage that takes requests (ingest_http) one request, is one batch.
         self.stage_received = Counter(
             "baocao_stage_messages_received_total",
             "Messages a stage took in.",
@@ -43,13 +46,14 @@ class Metrics:
         )
         self.stage_processed = Counter(
             "baocao_stage_messages_processed_total",
-            "Messages a stage finished, by outcome (ok, dead_lettered, skipped).",
+            "Messages a stage finished, by outcome (ok, dead_lettered).",
             ["stage", "outcome"],
             registry=registry,
         )
         self.stage_failures = Counter(
             "baocao_stage_batch_failures_total",
-            "Batches a stage failed to process and left for redelivery.",
+            "Batches a stage failed to process and left for redelivery (over HTTP: answered "
+            "with a server error, for the sender to send again).",
             ["stage"],
             registry=registry,
         )
@@ -282,3 +286,18 @@ class HubSimulatorMetrics:
             ["regime"],
             registry=registry,
         )
+
+
+@contextmanager
+def stage_work(metrics: Metrics, stage: str) -> Iterator[None]:
+    """One message a stage takes outside a Kafka batch (an HTTP request), counted as a
+    batch of one: received, then processed (ok) and timed, or failed."""
+    metrics.stage_received.labels(stage=stage).inc()
+    started = time.perf_counter()
+    try:
+        yield
+    except Exception:
+        metrics.stage_failures.labels(stage=stage).inc()
+        raise
+    metrics.stage_duration.labels(stage=stage).observe(time.perf_counter() - started)
+    metrics.stage_processed.labels(stage=stage, outcome="ok").inc()

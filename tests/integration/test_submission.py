@@ -139,6 +139,7 @@ async def test_http_post_answers_202_then_duplicate_and_get_returns_the_verdict_
         async with TopicReader(kafka_bootstrap, config.kafka.topic(OUTCOMES)) as outcomes:
             records = await outcomes.until(2)
         unknown = await http.get("/v1/reports/never-sent")
+        metrics = (await http.get("/metrics")).text
     assert first.status_code == 202
     assert first.json()["status"] == "received"
     assert again.status_code == 200
@@ -148,6 +149,15 @@ async def test_http_post_answers_202_then_duplicate_and_get_returns_the_verdict_
     repeated = [codec.decode(Outcome, r.value) for r in records]
     assert [o.status for o in repeated] == [Status.ACCEPTED, Status.DUPLICATE]
     assert unknown.status_code == 404
+    # Each report sent over HTTP is a batch of one of its own stage; reading is not.
+    for line in (
+        'baocao_stage_messages_received_total{stage="ingest_http"} 2.0',
+        'baocao_stage_messages_processed_total{outcome="ok",stage="ingest_http"} 2.0',
+        'baocao_stage_batch_duration_seconds_count{stage="ingest_http"} 2.0',
+        'baocao_stage_batch_failures_total{stage="ingest_http"} 0.0',
+        'baocao_reports_duplicate_total{channel="http"} 1.0',
+    ):
+        assert line in metrics, line
 
 
 async def test_http_refuses_bad_bodies_with_codes_and_field_paths(
@@ -162,6 +172,8 @@ async def test_http_refuses_bad_bodies_with_codes_and_field_paths(
         huge = await http.post(
             "/v1/reports", content=b"x" * (config.submission.max_report_bytes + 1)
         )
+        metrics = (await http.get("/metrics")).text
+    assert 'baocao_reports_malformed_total{channel="http",code="E100"} 2.0' in metrics
     assert not_json.status_code == 400
     assert not_json.json()["issues"][0]["code"] == "E100"
     assert unknown_field.status_code == 422

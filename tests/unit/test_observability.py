@@ -21,7 +21,7 @@ from shared.clock import FixedClock
 from shared.contracts import Channel, Completeness, ReceivedReport
 from shared.observability.lag import Subscription, group_lag, partition_lag, subscriptions_of
 from shared.observability.log_context import record_fields, report_fields
-from shared.observability.metrics import Metrics
+from shared.observability.metrics import Metrics, stage_work
 from shared.observability.progress import (
     OpenPeriod,
     ProgressExporter,
@@ -135,6 +135,26 @@ async def test_the_exporter_sets_the_gauges_of_open_periods_and_drops_locked_one
     assert gauge("baocao_regime_deadline_seconds", "KTXH-M", "2026-M03") is None
     assert ("KTXH-M", "2026-M03") not in asked[1]
     assert gauge("baocao_regime_completeness_ratio", "KSTT-TTHC", "2026-Q1") == 5 / 17
+
+
+# --- stage work outside a batch ---------------------------------------------------------
+
+
+def test_a_message_taken_outside_a_batch_counts_as_a_batch_of_one_done_or_failed() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    with stage_work(metrics, "ingest_http"):
+        pass
+    with pytest.raises(RuntimeError), stage_work(metrics, "ingest_http"):
+        raise RuntimeError("database away")
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, {"stage": "ingest_http", **labels})
+
+    assert value("baocao_stage_messages_received_total") == 2
+    assert value("baocao_stage_messages_processed_total", outcome="ok") == 1
+    assert value("baocao_stage_batch_failures_total") == 1
+    assert value("baocao_stage_batch_duration_seconds_count") == 1
 
 
 # --- consumer lag ---------------------------------------------------------------------------
