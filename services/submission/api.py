@@ -166,6 +166,7 @@ def build_api(ingest: Ingest, section: SubmissionSection, pool: Any, access: Acc
         if access.enabled:
             found = await access.source(pool(), secret_of(credential), client)
             if isinstance(found, Denied):
+                ingest.count_refused(found.issue.code if found.issue else "429")
                 return _denied(found, client)
             sender = found
             # Per source: without authentication there is no sender to count for.
@@ -175,11 +176,13 @@ def build_api(ingest: Ingest, section: SubmissionSection, pool: Any, access: Acc
                 return rate_limited(sender.name, access.reports.spec, wait)
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
+            ingest.count_refused("E150")
             return _refused(Unreadable((issue("E150", size=int(declared), limit=limit),)))
         raw = bytearray()
         async for chunk in request.stream():
             raw += chunk
             if len(raw) > limit:
+                ingest.count_refused("E150")
                 return _refused(Unreadable((issue("E150", size=f">{limit}", limit=limit),)))
         with ingest.http_stage():
             result = await ingest.from_http(bytes(raw), sender)

@@ -54,6 +54,7 @@ from .settings import SubmissionSection
 from .store import PendingDuplicate, StoredReport
 
 SENDER_CODES = frozenset({"E140", "E141", "E142"})
+MALFORMED_CODES = frozenset({"E100", "E150"})  # the others count as senders refused (429 too)
 # Reports over HTTP come one per request: a stage of their own, so that the batch duration
 # and failures of the Kafka `ingest` stage keep their meaning.
 HTTP_STAGE = "ingest_http"
@@ -357,7 +358,12 @@ class Ingest:
         return messages
 
     def count_rate_limited(self) -> None:
-        self._rt.metrics.senders_refused.labels(channel=Channel.HTTP.value, code="429").inc()
+        self.count_refused("429")
+
+    def count_refused(self, code: str) -> None:
+        """A request over HTTP refused before its report is read: for its sender (E140,
+        429) or its size (E150)."""
+        self._count([], _Tally(refused=[(Channel.HTTP.value, code)]))
 
     def http_stage(self) -> AbstractContextManager[None]:
         """The stage metrics of one report sent over HTTP, around `from_http`."""
@@ -375,7 +381,9 @@ class Ingest:
         for (regime, channel), n in counts.items():
             metrics.reports_received.labels(regime=regime, channel=channel).inc(n)
         for (channel, code), n in Counter(tally.refused).items():
-            refused = metrics.senders_refused if code in SENDER_CODES else metrics.reports_malformed
+            refused = (
+                metrics.reports_malformed if code in MALFORMED_CODES else metrics.senders_refused
+            )
             refused.labels(channel=channel, code=code).inc(n)
         if tally.dead_letters:
             metrics.dlq_messages.labels(topic=INBOUND.name).inc(tally.dead_letters)

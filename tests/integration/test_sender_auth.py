@@ -115,6 +115,9 @@ async def test_a_source_reports_only_with_its_credential_and_only_for_its_units(
         await cli(config, "sources", "revoke", "motcua-a")
         revoked = await http.post("/v1/reports", content=body(), headers=bearer(rotated))
         assert revoked.status_code == 401
+        metrics = (await http.get("/metrics")).text
+    # Every report refused for its credential is counted, checked before its body or after.
+    assert 'baocao_senders_refused_total{channel="http",code="E140"} 5.0' in metrics
 
     conn = await asyncpg.connect(postgres_dsn)
     try:

@@ -174,6 +174,8 @@ async def test_http_refuses_bad_bodies_with_codes_and_field_paths(
         )
         metrics = (await http.get("/metrics")).text
     assert 'baocao_reports_malformed_total{channel="http",code="E100"} 2.0' in metrics
+    # Refused by its declared size, before it is read: still an input that was no report.
+    assert 'baocao_reports_malformed_total{channel="http",code="E150"} 1.0' in metrics
     assert not_json.status_code == 400
     assert not_json.json()["issues"][0]["code"] == "E100"
     assert unknown_field.status_code == 422
