@@ -55,6 +55,18 @@ def dead_letter(record: Record, dlq_topic: str, stage: str, error: str) -> Outbo
     )
 
 
+def dead_letter_http(
+    body: bytes, dlq_topic: str, stage: str, error: str, *, truncated: bool = False
+) -> OutboxMessage:
+    """A request body refused over HTTP, kept like a refused record: it has no topic or
+    offset, so its channel says where it came from. A body cut at the size limit is kept
+    up to the limit (`truncated`): the rest was never read."""
+    headers = {"dlq.error": error[:2000], "dlq.stage": stage, "dlq.source.channel": "http"}
+    if truncated:
+        headers["dlq.truncated"] = "true"
+    return OutboxMessage(topic=dlq_topic, key=None, payload=body, headers=headers)
+
+
 async def write(conn: Connection, messages: Sequence[OutboxMessage]) -> None:
     """Insert messages into the outbox; call inside the transaction that changes the state."""
     if not messages:

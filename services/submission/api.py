@@ -182,8 +182,9 @@ def build_api(ingest: Ingest, section: SubmissionSection, pool: Any, access: Acc
         async for chunk in request.stream():
             raw += chunk
             if len(raw) > limit:
-                ingest.count_refused("E150")
-                return _refused(Unreadable((issue("E150", size=f">{limit}", limit=limit),)))
+                refusal = Unreadable((issue("E150", size=f">{limit}", limit=limit),))
+                await ingest.refuse_http(refusal, bytes(raw[:limit]), truncated=True)
+                return _refused(refusal)
         with ingest.http_stage():
             result = await ingest.from_http(bytes(raw), sender)
         if isinstance(result, Unreadable):

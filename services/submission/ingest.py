@@ -150,10 +150,8 @@ class Ingest:
         """Take one report sent over HTTP by `sender` (None when senders are not
         authenticated)."""
         result = self._take(raw, sender.name if sender else None, sender)
-        tally = _Tally()
         if isinstance(result, Unreadable):
-            self._refusal(result, Channel.HTTP, None, None, tally)
-            self._count([], tally)
+            await self.refuse_http(result, raw)
             return result
         report = StoredReport(
             result.report,
@@ -165,9 +163,9 @@ class Ingest:
         report_id = result.report.report_id
         if await self._foreign_ids([report]):
             refusal = self._taken_id(report)
-            self._refusal(refusal, Channel.HTTP, None, None, tally)
-            self._count([], tally)
+            await self.refuse_http(refusal, raw)
             return refusal
+        tally = _Tally()
         async with self._rt.pool.acquire() as conn, conn.transaction():
             stored, answers = await self._store(conn, [report], tally)
             await outbox.write(conn, answers)
@@ -177,6 +175,19 @@ class Ingest:
         self._rt.relay.notify()
         self._count(stored, tally)
         return Ingested(report_id, report.received_at, duplicate=not stored, verdict=verdict)
+
+    async def refuse_http(
+        self, refusal: Unreadable, raw: bytes, *, truncated: bool = False
+    ) -> None:
+        """A body refused over HTTP: the sender has its answer in the response; the bytes go
+        to the dead-letter topic, and the verdict on the report it names to
+        reports.outcomes.v1, as they would from Kafka."""
+        tally = _Tally()
+        messages = self._refusal(refusal, Channel.HTTP, None, None, tally, raw, truncated)
+        async with self._rt.pool.acquire() as conn, conn.transaction():
+            await outbox.write(conn, messages)
+        self._rt.relay.notify()
+        self._count([], tally)
 
     async def record_verdicts(self, records: Sequence[Record]) -> None:
         """Keep the verdicts published on reports.outcomes.v1; answer waiting duplicates."""
@@ -327,11 +338,14 @@ class Ingest:
         record: Record | None,
         sender: str | None,
         tally: _Tally,
+        body: bytes = b"",
+        truncated: bool = False,
     ) -> list[OutboxMessage]:
         """E100/E150, E140-E142: the verdict to the sender (if it named a report id) and the
-        raw bytes to the dead-letter topic. Over HTTP the sender gets the answer in the
-        response. A refused sender's verdict goes only to the sender's own topic: on the
-        shared topic, keyed by a unit it may not report for, it would reach that unit."""
+        raw bytes (the record's, or over HTTP the `body`) to the dead-letter topic. A refused
+        sender's verdict goes only to the sender's own topic: on the shared topic, keyed by a
+        unit it may not report for, it would reach that unit. An HTTP sender has no topic of
+        its own: with senders authenticated, its answer is the response alone."""
         code = unreadable.code
         tally.refused.append((channel.value, code))
         log.info(
@@ -342,11 +356,12 @@ class Ingest:
             sender=sender,
             issues=[i.message_en for i in unreadable.issues[:5]],
         )
-        if record is None:
-            return []
         summary = "; ".join(f"{i.code} {i.message_en}" for i in unreadable.issues[:20])
+        dlq = self._rt.settings.kafka.dlq(INBOUND)
         messages = [
-            outbox.dead_letter(record, self._rt.settings.kafka.dlq(INBOUND), "submission", summary)
+            outbox.dead_letter(record, dlq, "submission", summary)
+            if record is not None
+            else outbox.dead_letter_http(body, dlq, "submission", summary, truncated=truncated)
         ]
         tally.dead_letters += 1
         outcome = unreadable.outcome()

@@ -160,28 +160,54 @@ async def test_http_post_answers_202_then_duplicate_and_get_returns_the_verdict_
         assert line in metrics, line
 
 
-async def test_http_refuses_bad_bodies_with_codes_and_field_paths(
+async def test_http_refuses_bad_bodies_with_codes_and_field_paths_and_keeps_them(
     namespace: str, kafka_bootstrap: str, postgres_dsn: str
 ) -> None:
     config = settings(namespace, kafka_bootstrap, postgres_dsn)
+    limit = config.submission.max_report_bytes
+    named = factories.report()
+    extra = codec.dumps(named)[:-1] + b', "extra": 1}'
+
+    async def streamed() -> AsyncIterator[bytes]:  # no content-length: cut while read
+        for _ in range(3):
+            yield b"y" * (limit // 2)
+
     async with running(build_app(config)) as http:
         not_json = await http.post("/v1/reports", content=b"{oops")
-        unknown_field = await http.post(
-            "/v1/reports", content=factories.report_json()[:-1] + b', "extra": 1}'
-        )
-        huge = await http.post(
-            "/v1/reports", content=b"x" * (config.submission.max_report_bytes + 1)
-        )
+        unknown_field = await http.post("/v1/reports", content=extra)
+        huge = await http.post("/v1/reports", content=b"x" * (limit + 1))
+        cut = await http.post("/v1/reports", content=streamed())
+        async with (
+            TopicReader(kafka_bootstrap, config.kafka.dlq(INBOUND)) as dlq,
+            TopicReader(kafka_bootstrap, config.kafka.topic(OUTCOMES)) as outcomes,
+        ):
+            dead = await dlq.until(3)
+            answered = await outcomes.until(1)
         metrics = (await http.get("/metrics")).text
     assert 'baocao_reports_malformed_total{channel="http",code="E100"} 2.0' in metrics
-    # Refused by its declared size, before it is read: still an input that was no report.
-    assert 'baocao_reports_malformed_total{channel="http",code="E150"} 1.0' in metrics
+    # Refused by its size, declared or read: still an input that was no report.
+    assert 'baocao_reports_malformed_total{channel="http",code="E150"} 2.0' in metrics
+    assert 'baocao_dlq_messages_total{topic="reports.inbound.v1"} 3.0' in metrics
     assert not_json.status_code == 400
     assert not_json.json()["issues"][0]["code"] == "E100"
     assert unknown_field.status_code == 422
     assert [(i["code"], i["field"]) for i in unknown_field.json()["issues"]] == [("E100", "extra")]
     assert huge.status_code == 413
     assert huge.json()["issues"][0]["code"] == "E150"
+    assert cut.status_code == 413
+    # The bodies read are kept as they came; the one refused by its declared size was never
+    # read, and the one cut at the limit is kept up to it.
+    kept = {r.value: dict(r.headers) for r in dead}
+    assert set(kept) == {b"{oops", extra, b"y" * limit}
+    assert all(h["dlq.source.channel"] == b"http" for h in kept.values())
+    assert kept[b"y" * limit]["dlq.truncated"] == b"true"
+    assert "dlq.truncated" not in kept[extra]
+    assert kept[extra]["dlq.error"].startswith(b"E100")
+    # The one that names its report has its verdict published, as from Kafka.
+    outcome = codec.decode(Outcome, answered[0].value)
+    assert outcome.report_id == named.report_id
+    assert outcome.status is Status.REJECTED
+    assert [(i.code, i.field) for i in outcome.issues] == [("E100", "extra")]
 
 
 async def test_a_duplicate_recorded_while_its_verdict_is_being_stored_is_still_answered(
