@@ -1,5 +1,9 @@
 """Connection options shared by every Kafka client the services build.
 
+Every client (the broker's, the outbox producer, admin and lag clients) takes the same
+deadline per request, `request_timeout_ms`: aiokafka's own default (40 s) would otherwise
+hold an admin call or a lag sample longer than the settings say.
+
 Producers are idempotent with `acks=all` (aiokafka defaults to `acks=1`, which loses a
 message when the leader fails before replicating it).
 """
@@ -16,6 +20,7 @@ def client_options(kafka: KafkaSettings) -> dict[str, Any]:
     options: dict[str, Any] = {
         "bootstrap_servers": kafka.bootstrap_servers,
         "security_protocol": kafka.security_protocol,
+        "request_timeout_ms": kafka.request_timeout_ms,
     }
     if kafka.security_protocol in ("SSL", "SASL_SSL"):
         options["ssl_context"] = ssl.create_default_context(

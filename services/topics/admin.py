@@ -44,7 +44,7 @@ async def connected(kafka: KafkaSettings, deadline_s: float) -> AsyncIterator[AI
         reraise=True,
     ):
         with attempt:
-            admin = AIOKafkaAdminClient(**client_options(kafka), request_timeout_ms=15_000)
+            admin = AIOKafkaAdminClient(**client_options(kafka))
             try:
                 await admin.start()
             except BaseException:

@@ -34,7 +34,6 @@ from shared.settings import KafkaSettings
 
 log = get_logger(__name__)
 
-REQUEST_TIMEOUT_S = 10.0
 PartitionKey = tuple[str, str, int]  # (group, topic, partition)
 
 
@@ -143,8 +142,9 @@ class ConsumerLagMonitor:
         }
         tps = [TopicPartition(t, p) for t, ps in partitions.items() for p in ps]
         # The consumer's offset look-ups wait forever for a partition without a leader.
-        ends = await asyncio.wait_for(consumer.end_offsets(tps), REQUEST_TIMEOUT_S)
-        beginnings = await asyncio.wait_for(consumer.beginning_offsets(tps), REQUEST_TIMEOUT_S)
+        deadline_s = self._kafka.request_timeout_ms / 1000
+        ends = await asyncio.wait_for(consumer.end_offsets(tps), deadline_s)
+        beginnings = await asyncio.wait_for(consumer.beginning_offsets(tps), deadline_s)
         found = Offsets({}, {})
         for subscription in self._subscriptions:
             mine = [tp for tp in tps if tp.topic == subscription.topic]
