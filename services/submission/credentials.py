@@ -27,9 +27,11 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from pydantic import SecretStr
 
 # Source and operator names: also Kafka topic suffixes and SCRAM user names, hence the
-# narrow alphabet. "dlq" would collide with the inbound topic's dead-letter topic.
+# narrow alphabet. "dlq" would collide with the inbound topic's dead-letter topic, and
+# "baocao" with the system's own consumer groups (`baocao.<service>`, which a source's
+# prefix `<source>.` would cover) and its Kafka user.
 NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
-RESERVED_NAMES = frozenset({"dlq"})
+RESERVED_NAMES = frozenset({"dlq", "baocao"})
 SECRET_BYTES = 32
 
 _hasher = PasswordHasher()

@@ -3,14 +3,17 @@
 A Kafka consumer cannot see which principal produced a record, so the binding of a
 sender to its reports comes from the broker: with sender authentication on, source `s`
 writes to `reports.inbound.v1.s`, the only topic its principal may WRITE, and reads its
-verdicts from `reports.outcomes.v1.s`, the only topic it may READ (with consumer groups
-named `s...`). Submission reads every `reports.inbound.v1.<source>` topic by pattern and
-takes the sender from the topic's name; what a record claims (`source`, `unit`) is then
-checked against that sender's registration. The shared `reports.inbound.v1` stays for the
-local run without authentication, and no source may write it.
+verdicts from `reports.outcomes.v1.s`, the only topic it may READ, with consumer groups
+named `s.<anything>`: the prefix ends with the dot, which no source name holds, so source
+`xa-1` cannot join `xa-10.outcomes`, and no source but one named `baocao` (reserved) would
+match the system's own groups. Submission reads every `reports.inbound.v1.<source>` topic
+by pattern and takes the sender from the topic's name; what a record claims (`source`,
+`unit`) is then checked against that sender's registration. The shared
+`reports.inbound.v1` stays for the local run without authentication, and no source may
+write it.
 
-ACLs go through the Kafka admin protocol (CreateAcls v1, which every broker since 2.0
-serves); aiokafka has the request but no public method for it.
+ACLs go through the Kafka admin protocol (CreateAcls and DeleteAcls v1, which every
+broker since 2.0 serves); aiokafka has the requests but no public method for them.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from enum import IntEnum
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
-from aiokafka.protocol.admin import CreateAclsRequest
+from aiokafka.protocol.admin import CreateAclsRequest, DeleteAclsRequest
 
 from shared.contracts import INBOUND, OUTCOMES
 from shared.kafka_client import client_options
@@ -84,17 +87,40 @@ def sender_of(kafka: KafkaSettings, topic: str) -> str | None:
     return topic[len(kafka.topic(INBOUND.name)) + 1 :]
 
 
+def group_prefix(kafka: KafkaSettings, source: str) -> str:
+    """The start of every consumer group a source may use: its name and a dot."""
+    return f"{kafka.topic(source)}."
+
+
+def group_collision(kafka: KafkaSettings, source: str) -> str | None:
+    """Why `source`'s groups would overlap the system's own (`kafka.group`), or None."""
+    own, system = group_prefix(kafka, source), kafka.group("")
+    if own.startswith(system) or system.startswith(own):
+        return f"source {source}'s consumer groups {own}* would overlap the system's {system}*"
+    return None
+
+
 def source_acls(kafka: KafkaSettings, source: str, principal: str) -> list[Acl]:
     """What a source's principal may do: write its inbound topic, read its outcomes."""
     user = f"User:{principal}"
     inbound = inbound_topic(kafka, source)
     outcomes = outcomes_topic(kafka, source)
+    groups = group_prefix(kafka, source)
     return [
         Acl(ResourceType.TOPIC, inbound, PatternType.LITERAL, user, Operation.WRITE),
         Acl(ResourceType.TOPIC, inbound, PatternType.LITERAL, user, Operation.DESCRIBE),
         Acl(ResourceType.TOPIC, outcomes, PatternType.LITERAL, user, Operation.READ),
         Acl(ResourceType.TOPIC, outcomes, PatternType.LITERAL, user, Operation.DESCRIBE),
-        Acl(ResourceType.GROUP, kafka.topic(source), PatternType.PREFIXED, user, Operation.READ),
+        Acl(ResourceType.GROUP, groups, PatternType.PREFIXED, user, Operation.READ),
+    ]
+
+
+def former_acls(kafka: KafkaSettings, source: str, principal: str) -> list[Acl]:
+    """ACLs granted by earlier versions and no longer wanted: groups prefixed by the bare
+    name let source `xa-1` read as `xa-10.outcomes`."""
+    bare = kafka.topic(source)
+    return [
+        Acl(ResourceType.GROUP, bare, PatternType.PREFIXED, f"User:{principal}", Operation.READ)
     ]
 
 
@@ -135,16 +161,33 @@ async def create_acls(admin: AIOKafkaAdminClient, acls: list[Acl]) -> None:
                 raise KafkaError(f"creating ACL {acl} failed with error {code}: {message}")
 
 
+async def delete_acls(admin: AIOKafkaAdminClient, acls: list[Acl]) -> int:
+    """Remove these ALLOW rules where they exist; returns how many the broker removed."""
+    removed = 0
+    for acl in acls:
+        request = DeleteAclsRequest(
+            acl.resource_type, acl.resource, acl.pattern, acl.principal, "*", acl.operation, ALLOW
+        )
+        response = await admin._send_request(request)
+        for code, message, matching in response.filter_responses:
+            if code:
+                raise KafkaError(f"deleting ACL {acl} failed with error {code}: {message}")
+            removed += len(matching)
+    return removed
+
+
 async def provision_source(
     kafka: KafkaSettings, source: str, principal: str, partitions: int
 ) -> tuple[list[str], list[Acl]]:
-    """Create a source's two topics and its ACLs (idempotent); needs an admin's login."""
+    """Create a source's two topics and its ACLs (idempotent), and remove the ACLs earlier
+    versions granted in their place; needs an admin's login."""
     admin = AIOKafkaAdminClient(**client_options(kafka))
     await admin.start()
     try:
         created = await create_topics(admin, source_topics(kafka, source, partitions))
         acls = source_acls(kafka, source, principal)
         await create_acls(admin, acls)
+        await delete_acls(admin, former_acls(kafka, source, principal))
     finally:
         await admin.close()
     return created, acls

@@ -36,7 +36,13 @@ from shared.clock import TIMEZONE
 from shared.db import Connection, Pool, create_pool, migrate
 
 from . import registry, store
-from .kafka_access import inbound_topic, outcomes_topic, provision_source
+from .kafka_access import (
+    group_collision,
+    group_prefix,
+    inbound_topic,
+    outcomes_topic,
+    provision_source,
+)
 from .registry import RegistryError
 from .settings import SubmissionSettings
 from .store import Holder
@@ -129,6 +135,8 @@ async def _act(
     actor = args.actor
     command, action = args.command, args.action
     if command == "sources" and action == "create":
+        if args.kafka:
+            _check_groups(settings, args.name)
         catalog = load_catalog(settings.catalog_dir)
         credential = await registry.create_source(
             conn,
@@ -194,16 +202,23 @@ def _file_or_text(text: str) -> str:
     return text
 
 
+def _check_groups(settings: SubmissionSettings, name: str) -> None:
+    collision = group_collision(settings.kafka, name)
+    if collision is not None:
+        raise RegistryError(collision)
+
+
 async def _kafka_access(
     settings: SubmissionSettings, name: str, principal: str, err: TextIO
 ) -> None:
+    _check_groups(settings, name)
     kafka = settings.kafka
     created, acls = await provision_source(
         kafka, name, principal, settings.submission.source_partitions
     )
     print(
         f"kafka: {principal} may write {inbound_topic(kafka, name)} and read"
-        f" {outcomes_topic(kafka, name)} (groups {kafka.topic(name)}*); {len(acls)} ACLs,"
+        f" {outcomes_topic(kafka, name)} (groups {group_prefix(kafka, name)}*); {len(acls)} ACLs,"
         f" topics created: {', '.join(created) or 'none (they existed)'}",
         file=err,
     )

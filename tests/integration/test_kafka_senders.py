@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import (
     GroupAuthorizationFailedError,
     KafkaError,
@@ -22,17 +23,24 @@ from aiokafka.errors import (
 
 from services.submission import registry_cli
 from services.submission.app import build_app
-from services.submission.kafka_access import inbound_topic, outcomes_topic
+from services.submission.kafka_access import (
+    create_acls,
+    former_acls,
+    inbound_topic,
+    outcomes_topic,
+)
 from services.submission.settings import SubmissionSection, SubmissionSettings
 from shared import codec
 from shared.contracts import INBOUND, OUTCOMES, RECEIVED, Outcome, ReceivedReport, Status
+from shared.kafka_client import client_options
 from shared.settings import PostgresSettings
 from tests import factories
 from tests.harness import eventually, running
 from tests.secure_broker import SecureBroker, secure_broker
 
 NOW = datetime.fromisoformat("2026-03-16T10:00:00+07:00")
-SOURCES = {"motcua-a": "TB.DH.N01", "motcua-b": "TB.DH.N02"}
+# motcua-a's name begins motcua-ab's: it must not reach motcua-ab's consumer groups.
+SOURCES = {"motcua-a": "TB.DH.N01", "motcua-b": "TB.DH.N02", "motcua-ab": "TB.DH.N02"}
 
 
 @pytest.fixture(scope="module")
@@ -157,3 +165,18 @@ async def test_each_source_writes_and_reads_only_its_own_topics_and_reports_only
     await refused_read(
         broker, "motcua-a", outcomes_topic(kafka, "motcua-a"), f"{namespace}motcua-b.x"
     )
+    a_outcomes = outcomes_topic(kafka, "motcua-a")
+    await refused_read(broker, "motcua-a", a_outcomes, f"{namespace}motcua-ab.outcomes")
+
+    # Granting again takes back what earlier versions granted: groups prefixed by the
+    # bare name, which let motcua-a in as motcua-ab.
+    admin = AIOKafkaAdminClient(**client_options(kafka))
+    await admin.start()
+    try:
+        await create_acls(admin, former_acls(kafka, "motcua-a", "motcua-a"))
+    finally:
+        await admin.close()
+    await read(broker, "motcua-a", a_outcomes, f"{namespace}motcua-ab.former", 1)
+    grant = ("sources", "kafka-access", "motcua-a")
+    assert await registry_cli.run(grant, config, out=io.StringIO(), err=io.StringIO()) == 0
+    await refused_read(broker, "motcua-a", a_outcomes, f"{namespace}motcua-ab.outcomes")

@@ -49,7 +49,7 @@ def test_the_owner_is_read_from_a_well_shaped_credential_only(
     assert credentials.owner_of(credential) == owner
 
 
-@pytest.mark.parametrize("name", ["dlq", "A", "-a", "a-", "a.b", "a_b", "a" * 65, ""])
+@pytest.mark.parametrize("name", ["dlq", "baocao", "A", "-a", "a-", "a.b", "a_b", "a" * 65, ""])
 def test_unusable_names_are_refused(name: str) -> None:
     with pytest.raises(credentials.BadNameError):
         credentials.check_name(name)

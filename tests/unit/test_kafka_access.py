@@ -9,6 +9,7 @@ from services.submission.kafka_access import (
     Operation,
     PatternType,
     ResourceType,
+    group_collision,
     inbound_pattern,
     sender_of,
     source_acls,
@@ -51,6 +52,45 @@ def test_a_source_may_write_its_inbound_topic_and_read_its_outcomes_only() -> No
         (topic, inbound, literal, Operation.DESCRIBE),
         (topic, outcomes, literal, Operation.READ),
         (topic, outcomes, literal, Operation.DESCRIBE),
-        (ResourceType.GROUP, "t1_motcua-a", PatternType.PREFIXED, Operation.READ),
+        (ResourceType.GROUP, "t1_motcua-a.", PatternType.PREFIXED, Operation.READ),
     }
     assert {a.principal for a in source_acls(KAFKA, "motcua-a", "user-a")} == {"User:user-a"}
+
+
+def groups_of(source: str, kafka: KafkaSettings = KAFKA) -> str:
+    (acl,) = [a for a in source_acls(kafka, source, "u") if a.resource_type is ResourceType.GROUP]
+    assert acl.pattern is PatternType.PREFIXED
+    return acl.resource
+
+
+@pytest.mark.parametrize(
+    ("source", "group", "allowed"),
+    [
+        ("xa-1", "t1_xa-1.outcomes", True),
+        ("xa-1", "t1_xa-10.outcomes", False),  # another source whose name it begins
+        ("xa-1", "t1_xa-1", False),
+        ("b", "t1_baocao.submission", False),  # the system's own groups
+        ("bao", "t1_baocao.validation", False),
+    ],
+)
+def test_a_source_may_use_only_the_groups_its_own_name_and_a_dot_begin(
+    source: str, group: str, allowed: bool
+) -> None:
+    assert group.startswith(groups_of(source)) is allowed
+
+
+@pytest.mark.parametrize(
+    ("kafka", "source", "collides"),
+    [
+        (KafkaSettings(), "baocao", True),
+        (KafkaSettings(), "bao", False),
+        (KafkaSettings(namespace="t1_"), "baocao", True),
+        (KafkaSettings(group_namespace="replay-"), "replay-baocao", True),
+        (KafkaSettings(group_namespace="replay-"), "baocao", False),
+        (KafkaSettings(group_namespace="r."), "r", True),  # a dotted group namespace
+    ],
+)
+def test_a_source_whose_groups_would_cover_the_systems_is_refused(
+    kafka: KafkaSettings, source: str, collides: bool
+) -> None:
+    assert (group_collision(kafka, source) is not None) is collides
