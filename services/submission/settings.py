@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.contracts import Code
 from shared.settings import ServiceSettings
@@ -21,6 +23,13 @@ class SubmissionSection(BaseModel):
         "senders and operators need a bearer credential, and Kafka reports are read only "
         "from each source's own topic (its principal may write nothing else). Off in the "
         "local run (plaintext Kafka on loopback), on in deploy/.",
+    )
+    unauthenticated_kafka: bool = Field(
+        default=False,
+        description="Lets sender authentication run while the services reach Kafka over "
+        "PLAINTEXT. Such a listener authenticates nobody, so anyone who reaches it can write "
+        "`reports.inbound.v1.<source>` as that source: refused at start unless this says "
+        "the broker is trusted another way (tests on a loopback broker).",
     )
     signed_regimes: tuple[Code, ...] = Field(
         default=(),
@@ -55,3 +64,22 @@ class SubmissionSection(BaseModel):
 
 class SubmissionSettings(ServiceSettings):
     submission: SubmissionSection = SubmissionSection()
+
+    @model_validator(mode="after")
+    def _senders_bound_by_the_broker(self) -> Self:
+        # Over Kafka a sender is known only by the topic its principal may write: without
+        # SASL on the listener there is no principal, and the binding is void.
+        section = self.submission
+        if (
+            section.sender_authentication
+            and self.kafka.security_protocol == "PLAINTEXT"
+            and not section.unauthenticated_kafka
+        ):
+            raise ValueError(
+                "sender authentication needs a Kafka listener that authenticates clients "
+                "(BAOCAO_KAFKA__SECURITY_PROTOCOL SASL_SSL or SASL_PLAINTEXT); with PLAINTEXT "
+                "anyone can write a source's topic. Set "
+                "BAOCAO_SUBMISSION__UNAUTHENTICATED_KAFKA=true only for a broker nobody "
+                "else reaches"
+            )
+        return self

@@ -26,6 +26,7 @@ NOW = datetime.fromisoformat("2026-03-16T10:00:00+07:00")
 def secured(namespace: str, bootstrap: str, dsn: str, **section: Any) -> SubmissionSettings:
     fields: dict[str, Any] = {
         "sender_authentication": True,
+        "unauthenticated_kafka": True,  # the shared test broker is PLAINTEXT, on loopback
         "signed_regimes": ("NVCP-S",),
         "rate_limit": "1000/minute",
         **section,

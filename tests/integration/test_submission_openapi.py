@@ -42,7 +42,9 @@ def submission(
         namespace,
         kafka_bootstrap,
         postgres_dsn,
-        submission=SubmissionSection(sender_authentication=True, rate_limit="100000/minute"),
+        submission=SubmissionSection(
+            sender_authentication=True, unauthenticated_kafka=True, rate_limit="100000/minute"
+        ),
     )
     credentials = {
         "source": create(config, "sources", "create", "motcua-a", "--unit", "TB.DH.N01"),
@@ -55,6 +57,7 @@ def submission(
         Path(tmp_path_factory.mktemp("logs")),
         now=NOW,
         extra_env={"BAOCAO_SUBMISSION__SENDER_AUTHENTICATION": "true",
+                   "BAOCAO_SUBMISSION__UNAUTHENTICATED_KAFKA": "true",
                    "BAOCAO_SUBMISSION__RATE_LIMIT": "100000/minute"},
     )  # fmt: skip
     try:

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
-from services.submission.settings import SubmissionSettings
-from shared.settings import REPO_ROOT
+from services.submission.settings import SubmissionSection, SubmissionSettings
+from shared.settings import REPO_ROOT, KafkaSettings
 
 pytestmark = pytest.mark.unit
 
@@ -63,3 +64,31 @@ def test_the_acl_script_gives_the_system_its_own_topics_and_groups_only() -> Non
     assert "for prefix in reports. aggregates. hub.; do" in script
     assert "--group baocao." in script
     assert "--cluster" not in script
+
+
+def test_sender_authentication_on_a_plaintext_broker_is_refused_unless_acknowledged() -> None:
+    plaintext = KafkaSettings(security_protocol="PLAINTEXT")
+    with pytest.raises(ValidationError, match="anyone can write a source's topic"):
+        SubmissionSettings(
+            kafka=plaintext, submission=SubmissionSection(sender_authentication=True)
+        )
+    acknowledged = SubmissionSection(sender_authentication=True, unauthenticated_kafka=True)
+    assert SubmissionSettings(
+        kafka=plaintext, submission=acknowledged
+    ).submission.sender_authentication
+    for protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+        kafka = KafkaSettings(security_protocol=protocol)
+        SubmissionSettings(kafka=kafka, submission=SubmissionSection(sender_authentication=True))
+    assert SubmissionSettings(kafka=plaintext).submission.sender_authentication is False
+
+
+def test_the_deployed_settings_pass_the_start_up_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = compose()["x-baocao-env"]
+    for name, value in env.items():
+        monkeypatch.setenv(name, str(value))
+    assert SubmissionSettings().kafka.security_protocol == "SASL_PLAINTEXT"
+    documents = yaml.safe_load_all((DEPLOY / "k8s" / "configmap.yaml").read_text())
+    (config,) = [d for d in documents if d and d["kind"] == "ConfigMap"]
+    for name, value in config["data"].items():
+        monkeypatch.setenv(name, str(value))
+    assert SubmissionSettings().kafka.security_protocol == "SASL_SSL"
