@@ -225,12 +225,12 @@ RATE_LIMITED = (
     "Hệ thống gửi {sender} đã vượt giới hạn {limit} báo cáo; gửi lại sau {retry_after} giây.",
     "Sender {sender} is over its limit of {limit} reports; send again in {retry_after} seconds.",
 )
-# The answer to a client whose credential checks failed too often (HTTP 429).
+# The answer to a client whose credential checks for one name failed too often (HTTP 429).
 CHECKS_LIMITED = (
-    "Địa chỉ {sender} đã xác thực không thành công quá nhiều lần (giới hạn {limit}); thử lại"
-    " sau {retry_after} giây.",
-    "Address {sender} failed its credential checks too often (limit {limit}); try again in"
-    " {retry_after} seconds.",
+    "Thông tin xác thực mang tên {sender} gửi từ địa chỉ {address} đã không hợp lệ quá nhiều"
+    " lần (giới hạn {limit}); thử lại sau {retry_after} giây.",
+    "Credentials for {sender} from address {address} failed their checks too often (limit"
+    " {limit}); try again in {retry_after} seconds.",
 )
 
 # A report's value that is neither a JSON number nor a string (E100's reason).

@@ -327,15 +327,13 @@ def build_http_app(
     return app
 
 
-def serve(app: FastAPI, settings: ServiceSettings, port: int) -> None:
-    """Run until SIGINT/SIGTERM; the lifespan drains the broker and closes the pool."""
-    # Built by now: the catalog, the compiled rules, every module. In this process only
-    # (tests build apps in theirs, and keep their collector as it was).
-    collector.tune(settings.gc_young_threshold)
-    collector.freeze_startup()
+def server_config(app: Any, settings: ServiceSettings, port: int) -> uvicorn.Config:
     # uvloop: every service spends much of its time in the event loop's socket work
     # (Kafka, PostgreSQL, HTTP), which libuv does at a fraction of asyncio's cost.
-    config = uvicorn.Config(
+    # Forwarded headers only from the proxies named: uvicorn's own default trusts any
+    # loopback peer, and anyone else's X-Forwarded-For would choose their own address.
+    trusted = list(settings.forwarded_allow_ips)
+    return uvicorn.Config(
         app,
         host=settings.host,
         port=port,
@@ -343,5 +341,15 @@ def serve(app: FastAPI, settings: ServiceSettings, port: int) -> None:
         log_config=None,
         lifespan="on",
         timeout_graceful_shutdown=30,
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted,
     )
-    uvicorn.Server(config).run()
+
+
+def serve(app: FastAPI, settings: ServiceSettings, port: int) -> None:
+    """Run until SIGINT/SIGTERM; the lifespan drains the broker and closes the pool."""
+    # Built by now: the catalog, the compiled rules, every module. In this process only
+    # (tests build apps in theirs, and keep their collector as it was).
+    collector.tune(settings.gc_young_threshold)
+    collector.freeze_startup()
+    uvicorn.Server(server_config(app, settings, port)).run()

@@ -132,6 +132,13 @@ class ServiceSettings(BaseSettings):
     )
     catalog_dir: Path = REPO_ROOT / "catalog"
     host: str = "127.0.0.1"
+    forwarded_allow_ips: tuple[str, ...] = Field(
+        default=(),
+        description="Addresses or networks (e.g. 10.0.0.0/8) of the proxies whose "
+        "X-Forwarded-For names the client; empty: the connection's own address is the "
+        "client's. Behind an ingress, list the ingress's network, or every caller has its "
+        "address (and shares its limit on failed credential checks).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     instance: str = Field(default="", description="Instance name in logs; defaults to the pid.")

@@ -2,9 +2,18 @@
 
 With sender authentication off (the local run), nobody is asked for a credential, as
 before it existed. With it on, `POST /v1/reports` needs a source's credential (E140
-without one or with a bad one) and every operator endpoint an operator's. Failed checks
-are counted per client address and refused with 429 past a limit: each costs an Argon2id
-verification, which must not become a way to load the service.
+without one or with a bad one) and every operator endpoint an operator's.
+
+Failed checks are counted per client address *and* name the credential claims, and past
+a limit that pair is answered 429 without a verification: each costs an Argon2id
+verification, which a caller repeating a wrong secret must not turn into a way to load
+the service. A valid credential is never held back by someone else's failures: failures
+from another address or for another name do not count against it, and a credential
+verified once (remembered per process) is taken before any limit is looked at. Behind a
+proxy every caller shares the proxy's address unless the service trusts its forwarded
+headers (`BAOCAO_FORWARDED_ALLOW_IPS`), and even then only the same name is held back.
+Credentials carry 256 random bits, so the limit is about the cost of checking, not about
+guessing; a flood of requests is the ingress's to bound.
 """
 
 from __future__ import annotations
@@ -29,23 +38,23 @@ log = get_logger(__name__)
 
 T = TypeVar("T")
 
-# Failed credential checks one client address may make per minute.
-FAILED_CHECKS = "20/minute"
-
 
 @dataclass(frozen=True, slots=True)
 class Denied:
-    """A refused caller: the issue to answer with, or the seconds to wait (429)."""
+    """A refused caller: the issue to answer with, or the seconds to wait (429), the name
+    whose checks from that address failed too often and the limit it went over."""
 
     issue: Issue | None = None
     retry_after: int | None = None
+    claimed: str = "-"
+    limit: str = ""
 
 
 class Access:
-    def __init__(self, enabled: bool, rate_limit: str) -> None:
+    def __init__(self, enabled: bool, rate_limit: str, failed_checks: str) -> None:
         self.enabled = enabled
         self.reports = RateLimit(rate_limit)
-        self._failures = RateLimit(FAILED_CHECKS)
+        self._failures = RateLimit(failed_checks)
         self._verified = credentials.VerifiedCredentials()
         # Argon2id uses 64 MiB and most of a core: a few at a time, whatever the load.
         self._hashing = asyncio.Semaphore(2)
@@ -92,16 +101,24 @@ class Access:
         """The caller `lookup` finds (stored hash, who) for the name the credential claims."""
         if credential is None:
             return Denied(issue("E140", field="(header) Authorization"))
-        wait = self._failures.exceeded(client)
-        if wait is not None:
-            return Denied(retry_after=wait)
         secret = credential.get_secret_value()
         owner = credentials.owner_of(secret)
-        found = await lookup(owner) if owner is not None else None
+        if owner is None:
+            # Not shaped like any credential: that says nothing about which names exist,
+            # so it is refused at once, without a verification to count.
+            log.info(refused_event, claimed=None, client=client)
+            return Denied(issue("E140.bad", field="(header) Authorization"))
+        found = await lookup(owner)
+        if found is not None and self._verified.known(found[0], secret):
+            return found[1]  # verified before: no limit applies, whoever else failed
+        pair = f"{client} {owner}"
+        wait = self._failures.exceeded(pair)
+        if wait is not None:
+            return Denied(retry_after=wait, claimed=owner, limit=self._failures.spec)
         stored = found[0] if found is not None else await self._decoy()
         verified = await self._verify(stored, secret)
         if found is None or not verified:
-            self._failures.take(client)
+            self._failures.take(pair)
             log.info(refused_event, claimed=owner, client=client)
             return Denied(issue("E140.bad", field="(header) Authorization"))
         return found[1]

@@ -23,13 +23,13 @@ from shared import codec, outbox
 from shared.clock import TIMEZONE
 from shared.contracts import RECEIVED, Issue, LockException, regime_period_key
 from shared.logging import get_logger
-from shared.messages import CHECKS_LIMITED, issue, not_json
+from shared.messages import issue, not_json
 from shared.outbox import OutboxMessage
 from shared.runtime import Runtime
 
 from . import store
-from .access import FAILED_CHECKS, Access, Denied
-from .api import Credential, RateLimited, client_address, rate_limited, secret_of
+from .access import Access, Denied
+from .api import Credential, RateLimited, checks_limited, client_address, secret_of
 from .intake import contract_issues
 from .lock_exceptions import LockExceptionRequest, open_exception
 from .store import AuditEntry
@@ -102,7 +102,7 @@ def build_admin_api(runtime: Runtime, access: Access) -> APIRouter:
         if not isinstance(found, Denied):
             return found
         if found.issue is None:
-            return rate_limited(client, FAILED_CHECKS, found.retry_after or 60, CHECKS_LIMITED)
+            return checks_limited(found, client)
         response = _refused(401, (found.issue,))
         response.headers["WWW-Authenticate"] = 'Bearer realm="baocao"'
         return response

@@ -21,7 +21,7 @@ from shared.messages import CHECKS_LIMITED, RATE_LIMITED, issue
 from shared.web import ExactJSONResponse
 
 from . import store
-from .access import FAILED_CHECKS, Access, Denied
+from .access import Access, Denied
 from .ingest import Ingest
 from .intake import Unreadable
 from .senders import Source
@@ -85,10 +85,14 @@ def _refused(unreadable: Unreadable) -> JSONResponse:
 
 
 def rate_limited(
-    sender: str, limit: str, retry_after: int, wording: tuple[str, str] = RATE_LIMITED
+    sender: str,
+    limit: str,
+    retry_after: int,
+    wording: tuple[str, str] = RATE_LIMITED,
+    **more: str,
 ) -> JSONResponse:
     vi, en = wording
-    facts = {"sender": sender, "limit": limit, "retry_after": retry_after}
+    facts = {"sender": sender, "limit": limit, "retry_after": retry_after, **more}
     body = RateLimited(
         status="rate_limited",
         retry_after=retry_after,
@@ -234,7 +238,13 @@ def build_api(ingest: Ingest, section: SubmissionSection, pool: Any, access: Acc
     return api
 
 
+def checks_limited(denied: Denied, client: str) -> JSONResponse:
+    """429 for a caller whose checks for the name it claims failed too often."""
+    wait = denied.retry_after or 60
+    return rate_limited(denied.claimed, denied.limit, wait, CHECKS_LIMITED, address=client)
+
+
 def _denied(denied: Denied, client: str) -> JSONResponse:
     if denied.issue is None:
-        return rate_limited(client, FAILED_CHECKS, denied.retry_after or 60, CHECKS_LIMITED)
+        return checks_limited(denied, client)
     return _refused(Unreadable((denied.issue,)))

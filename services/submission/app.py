@@ -20,7 +20,7 @@ def build_app(settings: SubmissionSettings) -> FastAPI:
     runtime = Runtime("submission", settings, Path(__file__).parent / "migrations")
     section = settings.submission
     ingest = Ingest(runtime, section)
-    access = Access(section.sender_authentication, section.rate_limit)
+    access = Access(section.sender_authentication, section.rate_limit, section.failed_checks)
     runtime.broker.include_router(
         build_router(runtime, ingest, authenticates=section.sender_authentication)
     )

@@ -42,6 +42,14 @@ class SubmissionSection(BaseModel):
         description="Reports one source may send over HTTP per window; 429 with "
         "Retry-After above it.",
     )
+    failed_checks: str = Field(
+        default="20/minute",
+        pattern=r"^\d+/(second|minute|hour)$",
+        description="Failed credential checks per window for one client address and the "
+        "name its credential claims; that pair gets 429 with Retry-After above it, without "
+        "a verification. Nobody else is held back: not the name from another address, not "
+        "another name, nor a credential the instance has verified already.",
+    )
     max_text_chars: int = Field(
         default=4000, ge=1, description="Longest text value of an indicator (E150 above)."
     )

@@ -65,7 +65,7 @@ def unreadable(raw: bytes) -> Issue:
 def not_authenticated() -> Issue:
     async def check() -> Denied | Source:
         # No credential at all: refused before the database is asked anything.
-        return await Access(True, "1/second").source(None, None, "127.0.0.1")  # type: ignore[arg-type]
+        return await Access(True, "1/second", "1/second").source(None, None, "127.0.0.1")  # type: ignore[arg-type]
 
     denied = asyncio.run(check())
     assert isinstance(denied, Denied)
