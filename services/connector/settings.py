@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import re
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
 
 from shared.settings import HubSettings, ServiceSettings
 
@@ -47,6 +49,20 @@ class ConnectorSection(BaseModel):
         "request per scope and interval rather than one per aggregation batch.",
     )
 
+    operator_credential_sha256: SecretStr | None = Field(
+        default=None,
+        description="SHA-256 (hex) of the operator credential that the operator endpoints "
+        "(/v1/admin/...) need, from a Secret; `python -m services.connector "
+        "operator-credential` issues one. Unset in the local run: the endpoints are open.",
+    )
+
+    @field_validator("operator_credential_sha256")
+    @classmethod
+    def _hex_digest(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(r"[0-9a-f]{64}", value.get_secret_value()):
+            raise ValueError("the SHA-256 of the operator credential, as 64 lowercase hex digits")
+        return value
+
     @model_validator(mode="after")
     def _ordered(self) -> Self:
         if self.backoff_cap_s < self.backoff_base_s:
@@ -57,5 +73,9 @@ class ConnectorSection(BaseModel):
 
 
 class ConnectorSettings(ServiceSettings):
+    # A credential pasted where its digest belongs must not be shown in the start-up error
+    # (merged with the base's configuration).
+    model_config = SettingsConfigDict(hide_input_in_errors=True)
+
     hub: HubSettings = HubSettings()
     connector: ConnectorSection = ConnectorSection()

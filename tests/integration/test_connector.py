@@ -14,7 +14,9 @@ from typing import Any
 import asyncpg
 import httpx
 from fastapi import FastAPI
+from pydantic import SecretStr
 
+from services.connector.access import issue_credential
 from services.connector.app import build_app
 from services.connector.hub_client import JsonHub
 from services.connector.settings import ConnectorSection, ConnectorSettings
@@ -77,15 +79,21 @@ class Gate(httpx.AsyncBaseTransport):
 
 @asynccontextmanager
 async def connector_and_hub(
-    namespace: str, bootstrap: str, dsn: str, *, levels: tuple[str, ...] = ("province",)
+    namespace: str,
+    bootstrap: str,
+    dsn: str,
+    *,
+    levels: tuple[str, ...] = ("province",),
+    operator_digest: str | None = None,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient, Gate, ConnectorSettings]]:
+    digest = SecretStr(operator_digest) if operator_digest is not None else None
     config = service_settings(
         ConnectorSettings,
         namespace,
         bootstrap,
         dsn,
         now=NOW,
-        connector=ConnectorSection(sync_levels=levels),
+        connector=ConnectorSection(sync_levels=levels, operator_credential_sha256=digest),
     )
     hub_app = build_hub(service_settings(HubSimulatorSettings, namespace, bootstrap, dsn, now=NOW))
     gate = Gate(hub_app)
@@ -243,3 +251,35 @@ async def test_reconciliation_resends_what_the_hub_lost(
         log = await eventually(stored)
     assert answer == {"checked": 1, "rewound": 1, "complete": True}
     assert [entry["version"] for entry in log] == [3]
+
+
+async def test_with_an_operator_digest_given_every_operator_endpoint_needs_its_credential(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    credential, digest = issue_credential()
+    secret = credential.get_secret_value()
+    async with connector_and_hub(
+        namespace, kafka_bootstrap, postgres_dsn, operator_digest=digest
+    ) as (connector, _, _, _):
+        calls = [
+            ("GET", "/v1/admin/deliveries"),
+            ("POST", "/v1/admin/deliveries/retry-parked"),
+            ("POST", "/v1/admin/deliveries/reconcile"),
+        ]
+        for method, path in calls:
+            missing = await connector.request(method, path)
+            assert missing.status_code == 401, path
+            assert missing.headers["WWW-Authenticate"].startswith("Bearer")
+            assert [i["code"] for i in missing.json()["issues"]] == ["E140"]
+            for wrong in (secret + "x", digest, secret[:-1]):
+                refused = await connector.request(
+                    method, path, headers={"Authorization": f"Bearer {wrong}"}
+                )
+                assert refused.status_code == 401, (path, wrong)
+            allowed = await connector.request(
+                method, path, headers={"Authorization": f"Bearer {secret}"}
+            )
+            assert allowed.status_code == 200, (path, allowed.text)
+        assert (await connector.get("/healthz")).status_code == 200  # probes stay open
+        documented = (await connector.get("/openapi.json")).json()["paths"]
+        assert "401" in documented["/v1/admin/deliveries"]["get"]["responses"]

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from services.connector.settings import ConnectorSettings
 from services.submission.settings import SubmissionSection, SubmissionSettings
 from shared.settings import REPO_ROOT, KafkaSettings
 
@@ -92,3 +93,19 @@ def test_the_deployed_settings_pass_the_start_up_checks(monkeypatch: pytest.Monk
     for name, value in config["data"].items():
         monkeypatch.setenv(name, str(value))
     assert SubmissionSettings().kafka.security_protocol == "SASL_SSL"
+
+
+def test_the_connectors_operator_endpoints_need_a_credential_in_compose_and_kubernetes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env = compose()["services"]["connector"]["environment"]
+    digest = env["BAOCAO_CONNECTOR__OPERATOR_CREDENTIAL_SHA256"]
+    assert digest.startswith("${BAOCAO_CONNECTOR_OPERATOR_CREDENTIAL_SHA256:-")
+    monkeypatch.setenv("BAOCAO_CONNECTOR__OPERATOR_CREDENTIAL_SHA256", digest[-65:-1])
+    assert ConnectorSettings().connector.operator_credential_sha256 is not None
+    documents = yaml.safe_load_all((DEPLOY / "k8s" / "connector.yaml").read_text())
+    (deployment,) = [d for d in documents if d and d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    variables = {v["name"]: v for v in container["env"]}
+    reference = variables["BAOCAO_CONNECTOR__OPERATOR_CREDENTIAL_SHA256"]["valueFrom"]
+    assert reference["secretKeyRef"] == {"name": "baocao-connector-operator", "key": "sha256"}
