@@ -200,11 +200,39 @@ def dumps_fields(model: type[BaseModel], **fields: Any) -> bytes:
 
 
 def canonical(value: Any) -> bytes:
-    """Canonical JSON: sorted keys, no spaces, UTF-8; what signatures and digests cover."""
+    """Canonical JSON: what signatures and digests cover.
+
+    Keys sorted (by code point) at every level, no spaces, UTF-8 with non-ASCII characters
+    as themselves (only `"`, `\\` and control characters escaped, as Python's
+    `json.dumps(..., ensure_ascii=False)` does). Numbers are written from their exact
+    value, not from the text they were read from: an integer as its digits, however long;
+    a decimal in fixed-point notation with the digits of its coefficient (`480.50` stays
+    `480.50`, `4.805E+2` becomes `480.5`, `5E-5` becomes `0.00005`, `1.0E+3` becomes
+    `1000`), and with an exponent only 100 powers of ten or more from 1 (beyond any
+    report's limits).
+    """
     if isinstance(value, BaseModel):
         value = value.model_dump(mode="python", by_alias=True, exclude_none=False)
     options = orjson.OPT_NON_STR_KEYS | orjson.OPT_SORT_KEYS
-    return orjson.dumps(value, default=_default, option=options)
+    try:
+        return orjson.dumps(value, default=_default, option=options)
+    except orjson.JSONEncodeError:
+        # orjson refuses integers beyond 64 bits, which a sender may write (and the
+        # standard library reads): written again with those as their digits.
+        return orjson.dumps(_wide_integers(value), default=_default, option=options)
+
+
+_INT_RANGE = range(-(2**63), 2**64)
+
+
+def _wide_integers(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _wide_integers(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_wide_integers(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and value not in _INT_RANGE:
+        return orjson.Fragment(str(value))
+    return value
 
 
 def decode(model: type[M], data: bytes | str) -> M:

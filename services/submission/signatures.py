@@ -3,9 +3,11 @@ ask for reports sent electronically to be digitally signed.
 
 A report may carry `signature: {"alg": "Ed25519", "key_id": ..., "value": ...}`. `value`
 is the Base64 Ed25519 signature over the report's canonical JSON without its `signature`
-field: the document as sent, keys sorted, no spaces, UTF-8 (non-ASCII characters as
-themselves), numbers in plain decimal notation as they were written (`480.5`, never
-`4.805E+2`). The README works an example through with a fixed key pair; a test checks it.
+field (`codec.canonical`): the document as parsed, keys sorted, no spaces, UTF-8
+(non-ASCII characters as themselves), each number written out from its exact value
+(`4.805E+2` as `480.5`, `5E-5` as `0.00005`, `480.50` as `480.50`). The README works an
+example through with a fixed key pair and gives a signer that writes the same bytes;
+tests check both.
 Pure: bytes and keys in, a verdict out.
 """
 

@@ -6,10 +6,14 @@ from __future__ import annotations
 import base64
 import json
 import re
+from decimal import Decimal
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from services.submission import intake
+from services.submission.senders import Source, admit
 from services.submission.signatures import (
     BadKeyError,
     decode_signature,
@@ -87,3 +91,68 @@ def test_public_keys_are_read_from_base64_or_pem() -> None:
         read_public_key(base64.b64encode(b"short").decode())
     with pytest.raises(BadKeyError, match="not Base64"):
         read_public_key("%%%")
+
+
+def readme_recipe() -> dict[str, Any]:
+    """The README's Python signing recipe, run: its functions by name."""
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("### Signing a report") :]
+    (code,) = re.findall(r"```python\n(.*?)\n```", section[: section.index("\n### ", 5)], re.DOTALL)
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md (Signing a report)", "exec"), namespace)
+    return namespace
+
+
+TRICKY_VALUES: list[dict[str, Any]] = [
+    {"PROCESSING_DAYS_TOTAL": Decimal("0.00005")},  # json.dumps writes 5e-05
+    {"PROCESSING_DAYS_TOTAL": Decimal("5E-5")},
+    {"PROCESSING_DAYS_TOTAL": Decimal("1E-39")},
+    {"PROCESSING_DAYS_TOTAL": Decimal("480.50")},  # a trailing zero is kept
+    {"PROCESSING_DAYS_TOTAL": Decimal("480.5000000")},
+    {"PROCESSING_DAYS_TOTAL": Decimal("4.805E+2")},
+    {"PROCESSING_DAYS_TOTAL": Decimal("1.0E+3")},
+    {"PROCESSING_DAYS_TOTAL": Decimal("-0"), "CARRIED_OVER": Decimal("-0.0")},
+    {"PROCESSING_DAYS_TOTAL": Decimal("0E-7")},
+    {"RECEIVED_ONLINE": 10**30, "CARRIED_OVER": -(10**25)},  # beyond 64 bits
+    {"RECEIVED_ONLINE": 2**64, "CARRIED_OVER": 2**63 - 1},
+    {"PROCESSING_DAYS_TOTAL": Decimal("123456789012345678901234567890.1234567891")},
+    {"PROCESSING_DAYS_TOTAL": Decimal("9.99999999999999999999999999999999999999E+39")},
+]
+
+
+@pytest.mark.parametrize("values", TRICKY_VALUES)
+@pytest.mark.parametrize("note", ["Số liệu quý I", 'ngoặc "kép" \\ \n\t\x01 \u2028 😀', None])
+def test_a_report_signed_by_the_readme_recipe_verifies_on_the_server(
+    values: dict[str, Any], note: str | None
+) -> None:
+    recipe = readme_recipe()
+    document = codec.loads(factories.report_json(note=note))
+    report = json.loads(json.dumps(document, default=str), parse_float=Decimal)
+    report["values"] = {**report["values"], **values}
+    key = private_key()
+    body = recipe["signed"](report, key, "k1")
+
+    read = intake.read(body, intake.Limits())
+    assert isinstance(read, intake.Readable), read
+    assert signed_bytes(read.document) == recipe["canonical"](
+        {k: v for k, v in report.items() if k != "signature"}
+    ).encode("utf-8")
+    source = Source(
+        name=read.report.source,
+        units=frozenset({read.report.unit}),
+        credential_hash="",
+        keys={"k1": base64.b64decode(public_key_b64(key))},
+    )
+    assert admit(source, read.report, read.document, ()) == ()
+
+
+def test_the_readme_recipe_gives_the_worked_examples_signature_and_refuses_floats() -> None:
+    recipe = readme_recipe()
+    report, canonical, signature, _ = readme_example()
+    exact = json.loads(json.dumps(report), parse_float=Decimal)
+    assert recipe["canonical"](exact) == canonical
+    assert (
+        json.loads(recipe["signed"](exact, private_key(), "k1"))["signature"]["value"] == signature
+    )
+    with pytest.raises(TypeError, match="Decimal"):
+        recipe["canonical"](report)  # 480.5 read as a float
