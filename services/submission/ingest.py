@@ -8,7 +8,9 @@ the same id is a duplicate and gets the original verdict back with status `dupli
 record after a crash is recognised by its offset and has no effect at all.
 
 With sender authentication on, a report is taken only from a registered source, for one
-of its units, signed when it must be (see `senders`); a refused report (E140-E142) is
+of its units, signed when it must be (see `senders`). With it off, anyone may send for any
+unit, but a signature a report carries is still checked, against the keys of the source
+it names, and a signed regime's report must carry one. A refused report (E140-E142) is
 never stored, so it cannot make a later genuine report with the same id a duplicate. Over
 Kafka the sender is the source whose own topic the record came from (`kafka_access`), and
 every verdict on its reports, refusals included, is also sent to its own outcome topic.
@@ -49,7 +51,7 @@ from shared.runtime import Runtime
 from . import store
 from .intake import Limits, Readable, Unreadable, read
 from .kafka_access import SourceTopics, outcomes_topic, sender_of
-from .senders import Source, admit
+from .senders import Source, admit, admit_as_named
 from .settings import SubmissionSection
 from .store import PendingDuplicate, StoredReport
 
@@ -121,18 +123,26 @@ class Ingest:
             # Records read again (a crash before the offset commit, a replay) whose report
             # is stored already have no effect at all: not even parsed.
             again = await store.stored_from(conn, [_source(r) for r in records])
+        read_records: list[tuple[Record, str | None]] = []
+        results: list[Readable | Unreadable] = []
         async for record in paced(records):
-            source = _source(record)
-            if source in again:
+            if _source(record) in again:
                 continue
-            raw = record.value or b""
             sender = senders.get(record.topic)
-            result = self._take(raw, sender, registered.get(sender or ""))
+            read_records.append((record, sender))
+            results.append(self._take(record.value or b"", sender, registered.get(sender or "")))
+        results = await self._signed_as_named(results)
+        for (record, sender), result in zip(read_records, results, strict=True):
             if isinstance(result, Unreadable):
                 messages += self._refusal(result, Channel.KAFKA, record, sender, tally)
                 continue
             stored_report = StoredReport(
-                result.report, raw, Channel.KAFKA, received_at, source, sender
+                result.report,
+                record.value or b"",
+                Channel.KAFKA,
+                received_at,
+                _source(record),
+                sender,
             )
             reports.append((stored_report, record))
         foreign = await self._foreign_ids([r for r, _ in reports])
@@ -149,7 +159,9 @@ class Ingest:
     async def from_http(self, raw: bytes, sender: Source | None = None) -> Ingested | Unreadable:
         """Take one report sent over HTTP by `sender` (None when senders are not
         authenticated)."""
-        result = self._take(raw, sender.name if sender else None, sender)
+        (result,) = await self._signed_as_named(
+            [self._take(raw, sender.name if sender else None, sender)]
+        )
         if isinstance(result, Unreadable):
             await self.refuse_http(result, raw)
             return result
@@ -295,6 +307,37 @@ class Ingest:
             return result
         issues = admit(source, result.report, result.document, self._signed_regimes)
         return Unreadable.refused(result.report, issues) if issues else result
+
+    async def _signed_as_named(
+        self, results: list[Readable | Unreadable]
+    ) -> list[Readable | Unreadable]:
+        """Sender authentication off: the signatures of `results`, checked against the
+        sources they name (see `senders.admit_as_named`). Only the reports a signature
+        concerns cost a look-up: the local run's stream of unsigned reports costs none."""
+        if self.authenticates:
+            return results
+        concerned = {
+            r.report.source
+            for r in results
+            if isinstance(r, Readable)
+            and (r.report.signature is not None or r.report.regime in self._signed_regimes)
+        }
+        if not concerned:
+            return results
+        async with self._rt.pool.acquire() as conn:
+            named = await store.active_sources(conn, concerned)
+        checked: list[Readable | Unreadable] = []
+        for result in results:
+            if isinstance(result, Readable):
+                report = result.report
+                issues = admit_as_named(
+                    named.get(report.source), report, result.document, self._signed_regimes
+                )
+                if issues:
+                    checked.append(Unreadable.refused(report, issues))
+                    continue
+            checked.append(result)
+        return checked
 
     async def _foreign_ids(self, reports: Sequence[StoredReport]) -> set[str]:
         """Ids already used by another sender. Dedup is by report_id alone, so without this

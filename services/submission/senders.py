@@ -6,14 +6,15 @@ keys it signs with, and whether all its reports must be signed. Decree 09/2019/N
 each reporting unit answerable for its own figures: a sender may report only for its own
 units (E141), and a report's `source` field must name the sender that really sent it, so
 that the stored audit trail cannot be forged. Signatures (E142) are checked whenever a
-report carries one, and required when the source or the report's regime says so.
+report carries one, and required when the source or the report's regime says so; with
+sender authentication off, against the source the report names (`admit_as_named`).
 Pure: a registered source, a report and its parsed document in; every issue out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shared.contracts import Issue, Report
@@ -54,6 +55,20 @@ def admit(
         )
     found += _signature_issues(source, report, document, signed_regimes)
     return tuple(found)
+
+
+def admit_as_named(
+    named: Source | None, report: Report, document: dict[str, Any], signed_regimes: Collection[str]
+) -> tuple[Issue, ...]:
+    """Sender authentication off: nobody is known to have sent `report`, so neither its
+    units nor its `source` field can be held against it, but a signature is a proof of its
+    own. One it carries is checked against the keys of the source it names (`named`, None
+    when not registered: E142 whatever the key), and a signed regime's report needs one.
+    The source's own requirement to sign applies only with authentication on, where the
+    source is known without a look-up for every report."""
+    source = named or Source(report.source, frozenset(), credential_hash="")
+    unrequired = replace(source, signatures_required=False)
+    return tuple(_signature_issues(unrequired, report, document, signed_regimes))
 
 
 def _signature_issues(

@@ -34,7 +34,9 @@ class SubmissionSection(BaseModel):
     signed_regimes: tuple[Code, ...] = Field(
         default=(),
         description="Regimes whose every report must be signed (E142 otherwise), whatever "
-        "the source; a source can also be required to sign everything it sends.",
+        "the source and whether or not senders are authenticated (without authentication, "
+        "by a key of the source the report names); a source can also be required to sign "
+        "everything it sends (applied with authentication on).",
     )
     rate_limit: str = Field(
         default="120/minute",

@@ -16,8 +16,9 @@ from services.submission import registry_cli
 from services.submission.app import build_app
 from services.submission.settings import SubmissionSection, SubmissionSettings
 from shared import codec
+from shared.contracts import INBOUND, OUTCOMES, RECEIVED, Outcome, ReceivedReport
 from tests import factories
-from tests.harness import eventually, running, service_settings
+from tests.harness import TopicReader, eventually, produce, running, service_settings
 from tests.signing import private_key, public_key_b64, signed
 
 NOW = datetime.fromisoformat("2026-03-16T10:00:00+07:00")
@@ -324,3 +325,76 @@ async def test_without_sender_authentication_nothing_is_asked_as_before(
             return (await http.get("/v1/admin/lock-exceptions")).status_code == 200
 
         assert await eventually(listed)
+
+
+async def test_unauthenticated_signatures_are_still_checked_and_signed_regimes_need_one(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    config = service_settings(
+        SubmissionSettings,
+        namespace,
+        kafka_bootstrap,
+        postgres_dsn,
+        now=NOW,
+        submission=SubmissionSection(signed_regimes=("NVCP-S",)),
+    )
+    key, other = private_key(), private_key(bytes(32))
+    await cli(config, "sources", "create", "motcua-a", "--unit", "TB.STC", "--unit", "TB.DH.N01")
+    await cli(
+        config,
+        "sources",
+        "add-key",
+        "motcua-a",
+        "--key-id",
+        "k1",
+        "--public-key",
+        public_key_b64(key),
+    )
+    kstt = codec.loads(body())
+    nvcp = codec.loads(
+        factories.report_json(
+            regime="NVCP-S", period="2026-S1", unit="TB.STC", values=factories.NVCP_VALUES,
+            source="motcua-a",
+        )
+    )  # fmt: skip
+    forged = signed(kstt, other, "k1")
+    async with running(build_app(config)) as http:
+
+        async def post(document: dict[str, Any]) -> tuple[int, list[str]]:
+            answer = await http.post("/v1/reports", content=codec.dumps(document))
+            fields = [i["field"] for i in answer.json().get("issues", [])]
+            return answer.status_code, fields
+
+        assert await post(forged) == (422, ["signature.value"])
+        unregistered = signed({**kstt, "source": "motcua-z"}, key, "k1")
+        assert await post(unregistered) == (422, ["signature.key_id"])
+        assert await post(nvcp) == (422, ["signature"])  # a signed regime, whatever the mode
+        assert (await post(signed(nvcp, key, "k1")))[0] == 202
+        assert (await post(signed(kstt, key, "k1")))[0] == 202
+        unsigned = codec.loads(body())
+        assert (await post(unsigned))[0] == 202  # unsigned, where none is asked
+
+        # Over Kafka alike: the forged report is refused on the shared topics, the other taken.
+        good = signed(codec.loads(body()), key, "k1")
+        again = {**forged, "report_id": "forged-on-kafka"}
+        inbound = [(None, codec.dumps(again)), (None, codec.dumps(good))]
+        await produce(kafka_bootstrap, config.kafka.topic(INBOUND), inbound)
+        async with (
+            TopicReader(kafka_bootstrap, config.kafka.dlq(INBOUND)) as dlq,
+            TopicReader(kafka_bootstrap, config.kafka.topic(OUTCOMES)) as outcomes,
+            TopicReader(kafka_bootstrap, config.kafka.topic(RECEIVED)) as received,
+        ):
+            (dead,) = await dlq.until(1)
+            refusal = codec.decode(Outcome, (await outcomes.until(1))[0].value)
+            forwarded = [codec.decode(ReceivedReport, r.value) for r in await received.until(4)]
+    assert dead.value == codec.dumps(again)
+    assert (refusal.report_id, [i.code for i in refusal.issues]) == ("forged-on-kafka", ["E142"])
+    assert good["report_id"] in {f.report.report_id for f in forwarded}
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        stored = await conn.fetch(f'SELECT report_id FROM "{namespace}submission".reports')
+    finally:
+        await conn.close()
+    # Refused reports are not stored: the same ids, signed, were taken afterwards.
+    taken = {nvcp["report_id"], kstt["report_id"], unsigned["report_id"], good["report_id"]}
+    assert {r["report_id"] for r in stored} == taken

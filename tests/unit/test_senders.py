@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from services.submission.senders import Source, admit
+from services.submission.senders import Source, admit, admit_as_named
 from shared import codec
 from shared.contracts import Report
 from tests import factories
@@ -91,3 +91,34 @@ def test_every_issue_is_listed() -> None:
     doc = signed(document(unit="TB.DH.N02", source="motcua-b"), private_key(), "k1")
     doc["revision"] = 2  # changed after signing
     assert codes(SOURCE, doc) == ["E141 source", "E141 unit", "E142 signature.value"]
+
+
+def as_named(
+    named: Source | None, doc: dict[str, Any], signed_regimes: frozenset[str] = frozenset()
+) -> list[str]:
+    report = Report.model_validate(doc)
+    return [f"{i.code} {i.field}" for i in admit_as_named(named, report, doc, signed_regimes)]
+
+
+@pytest.mark.parametrize("named", [SOURCE, None])
+def test_without_authentication_an_unsigned_report_passes_where_no_regime_asks(
+    named: Source | None,
+) -> None:
+    # Not the units nor the `source` field: nobody is known to have sent it.
+    assert as_named(named, document(unit="TB.DH.N02")) == []
+    strict = Source("motcua-a", frozenset(), "hash", signatures_required=True)
+    assert as_named(strict, document()) == []
+
+
+def test_without_authentication_a_signature_is_checked_against_the_named_source() -> None:
+    doc = document()
+    assert as_named(SOURCE, signed(doc, private_key(), "k1")) == []
+    assert as_named(SOURCE, signed(doc, private_key(bytes(32)), "k1")) == ["E142 signature.value"]
+    assert as_named(None, signed(doc, private_key(), "k1")) == ["E142 signature.key_id"]
+
+
+def test_without_authentication_a_signed_regime_still_needs_a_signature() -> None:
+    doc = document()
+    assert as_named(SOURCE, doc, frozenset({"KSTT-TTHC"})) == ["E142 signature"]
+    assert as_named(None, doc, frozenset({"KSTT-TTHC"})) == ["E142 signature"]
+    assert as_named(SOURCE, signed(doc, private_key(), "k1"), frozenset({"KSTT-TTHC"})) == []
