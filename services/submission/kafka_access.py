@@ -193,6 +193,18 @@ async def provision_source(
     return created, acls
 
 
+async def remove_source_access(kafka: KafkaSettings, source: str, principal: str) -> int:
+    """Remove what `provision_source` (and earlier versions) granted `principal`; the
+    topics stay, with whatever they hold. Returns how many ACLs the broker removed."""
+    admin = AIOKafkaAdminClient(**client_options(kafka))
+    await admin.start()
+    try:
+        acls = [*source_acls(kafka, source, principal), *former_acls(kafka, source, principal)]
+        return await delete_acls(admin, acls)
+    finally:
+        await admin.close()
+
+
 class SourceTopics:
     """Makes sure each sender's outcome topic exists before a verdict is queued for it: the
     outbox relays in order, and a message to a missing topic would hold every later one."""

@@ -128,3 +128,29 @@ async def create_operator(conn: Connection, *, name: str, actor: str, at: dateti
             raise RegistryError(f"operator {name} exists already (names are never reused)")
         await _audited(conn, actor, at, "operator.create", f"operator:{name}")
     return issued.credential
+
+
+async def kafka_principal(conn: Connection, source: str, *, active: bool) -> str | None:
+    """The Kafka user granted `source`'s ACLs through the registry (None: none); refused
+    for a source that does not exist or, with `active`, that is revoked."""
+    state = await store.source_state(conn, source)
+    if state is None or (active and not state[0]):
+        raise RegistryError(f"no {'active ' if active else ''}source {source}")
+    return state[1]
+
+
+async def record_kafka(
+    conn: Connection,
+    *,
+    source: str,
+    granted: str | None,
+    action: str,
+    actor: str,
+    at: datetime,
+    **details: Any,
+) -> None:
+    """Record a change of `source`'s access on the broker: `granted` is the Kafka user that
+    has it now (None: nobody), `action` the audit log's name for the change."""
+    async with conn.transaction():
+        await store.set_kafka_principal(conn, source, granted)
+        await _audited(conn, actor, at, action, f"source:{source}", **details)

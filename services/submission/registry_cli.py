@@ -5,7 +5,7 @@
     python -m services.submission sources list | rotate NAME | revoke NAME
     python -m services.submission sources add-key NAME --key-id K --public-key FILE|BASE64
     python -m services.submission sources revoke-key NAME --key-id K
-    python -m services.submission sources kafka-access NAME [--principal P]
+    python -m services.submission sources kafka-access NAME [--principal P] [--remove]
     python -m services.submission operators create NAME | rotate NAME | revoke NAME | list
     python -m services.submission audit list [--target source:NAME] [--limit N]
 
@@ -15,8 +15,13 @@ run it holds the database's credentials. Every action is written to the audit lo
 login that ran it (`--actor` to name someone else). A new credential is printed once, on
 standard output alone, and never again: store it in the local system's secret store.
 `--kafka` and `kafka-access` create the source's two topics and its ACLs with the
-`BAOCAO_KAFKA__*` login, which must be allowed to (the topic job's admin user).
-Exit status: 0 done, 1 refused (the reason is printed), 2 a server could not be reached.
+`BAOCAO_KAFKA__*` login, which must be allowed to (the topic job's admin user), and record
+the Kafka user granted (shown by `sources list`, written to the audit log); `revoke`
+removes that user's ACLs on the source's topics and groups (the topics stay), and
+`kafka-access --remove` does so alone (`--principal` for a grant made outside the
+registry).
+Exit status: 0 done, 1 refused (the reason is printed), 2 a server could not be reached
+(or refused an admin request).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from aiokafka.errors import KafkaError
 from pydantic import SecretStr
 
 from shared.catalog import load_catalog
@@ -42,6 +48,7 @@ from .kafka_access import (
     inbound_topic,
     outcomes_topic,
     provision_source,
+    remove_source_access,
 )
 from .registry import RegistryError
 from .settings import SubmissionSettings
@@ -86,7 +93,12 @@ def parser() -> argparse.ArgumentParser:
     revoke_key.add_argument("--key-id", required=True)
     kafka = actions.add_parser("kafka-access", help="create its Kafka topics and ACLs")
     kafka.add_argument("name")
-    kafka.add_argument("--principal", help="its Kafka user (default: the source's name)")
+    kafka.add_argument(
+        "--principal", help="its Kafka user (default: the one recorded, else the source's name)"
+    )
+    kafka.add_argument(
+        "--remove", action="store_true", help="remove its ACLs instead (the topics stay)"
+    )
 
     operators = commands.add_parser("operators", help="who may call the operator API")
     verbs = operators.add_subparsers(dest="action", required=True)
@@ -149,14 +161,18 @@ async def _act(
         )
         _show_credential(args.name, credential, out, err)
         if args.kafka:
-            await _kafka_access(settings, args.name, args.principal or args.name, err)
+            principal = args.principal or args.name
+            await _kafka_access(settings, conn, args.name, principal, actor, err)
     elif command == "sources" and action == "list":
         for row in await store.sources(conn):
             state = "revoked" if row.revoked_at else "active"
             signed = " signatures-required" if row.signatures_required else ""
             keys = ",".join(row.keys) or "-"
+            kafka = row.kafka_principal or "-"
             print(
-                f"{row.name}  {state}{signed}  units={','.join(row.units)}  keys={keys}", file=out
+                f"{row.name}  {state}{signed}  units={','.join(row.units)}  keys={keys}"
+                f"  kafka={kafka}",
+                file=out,
             )
     elif action == "rotate":
         holder = _HOLDERS[command]
@@ -164,8 +180,17 @@ async def _act(
         _show_credential(args.name, credential, out, err)
     elif action == "revoke":
         holder = _HOLDERS[command]
+        granted = (
+            await registry.kafka_principal(conn, args.name, active=True)
+            if holder == "source"
+            else None
+        )
         await registry.revoke(conn, holder, name=args.name, actor=actor, at=now)
         print(f"{holder} {args.name} revoked", file=out)
+        if granted is not None:
+            # After the revocation, which already stops what the source sends: a broker
+            # out of reach leaves the ACLs, and `kafka-access --remove` takes them later.
+            await _remove_kafka_access(settings, conn, args.name, granted, actor, err)
     elif command == "sources" and action == "add-key":
         text = await asyncio.to_thread(_file_or_text, args.public_key)
         await registry.add_key(
@@ -175,8 +200,21 @@ async def _act(
     elif command == "sources" and action == "revoke-key":
         await registry.revoke_key(conn, source=args.name, key_id=args.key_id, actor=actor, at=now)
         print(f"key {args.key_id} of {args.name} revoked", file=out)
+    elif command == "sources" and action == "kafka-access" and args.remove:
+        recorded = await registry.kafka_principal(conn, args.name, active=False)
+        principal = args.principal or recorded
+        if principal is None:
+            raise RegistryError(
+                f"no Kafka access of source {args.name} is recorded: name its user (--principal)"
+            )
+        await _remove_kafka_access(settings, conn, args.name, principal, actor, err)
     elif command == "sources" and action == "kafka-access":
-        await _kafka_access(settings, args.name, args.principal or args.name, err)
+        recorded = await registry.kafka_principal(conn, args.name, active=True)
+        principal = args.principal or recorded or args.name
+        if recorded is not None and recorded != principal:
+            # One Kafka user per source: the one granted before loses its access.
+            await _remove_kafka_access(settings, conn, args.name, recorded, actor, err)
+        await _kafka_access(settings, conn, args.name, principal, actor, err)
     elif command == "operators" and action == "list":
         for name, created_at, revoked_at in await store.operators(conn):
             state = (
@@ -209,12 +247,29 @@ def _check_groups(settings: SubmissionSettings, name: str) -> None:
 
 
 async def _kafka_access(
-    settings: SubmissionSettings, name: str, principal: str, err: TextIO
+    settings: SubmissionSettings,
+    conn: Connection,
+    name: str,
+    principal: str,
+    actor: str,
+    err: TextIO,
 ) -> None:
     _check_groups(settings, name)
+    await registry.kafka_principal(conn, name, active=True)
     kafka = settings.kafka
     created, acls = await provision_source(
         kafka, name, principal, settings.submission.source_partitions
+    )
+    await registry.record_kafka(
+        conn,
+        source=name,
+        granted=principal,
+        action="source.kafka_access",
+        actor=actor,
+        at=settings.clock().now(),
+        principal=principal,
+        acls=len(acls),
+        topics_created=created,
     )
     print(
         f"kafka: {principal} may write {inbound_topic(kafka, name)} and read"
@@ -222,6 +277,28 @@ async def _kafka_access(
         f" topics created: {', '.join(created) or 'none (they existed)'}",
         file=err,
     )
+
+
+async def _remove_kafka_access(
+    settings: SubmissionSettings,
+    conn: Connection,
+    name: str,
+    principal: str,
+    actor: str,
+    err: TextIO,
+) -> None:
+    removed = await remove_source_access(settings.kafka, name, principal)
+    await registry.record_kafka(
+        conn,
+        source=name,
+        granted=None,
+        action="source.kafka_remove",
+        actor=actor,
+        at=settings.clock().now(),
+        principal=principal,
+        acls_removed=removed,
+    )
+    print(f"kafka: {removed} ACLs of {principal} on source {name} removed", file=err)
 
 
 async def run(
@@ -237,8 +314,8 @@ async def run(
     except RegistryError as error:
         print(f"refused: {error}", file=err)
         return 1
-    except OSError as error:
-        print(f"cannot reach a server: {error}", file=err)
+    except (OSError, KafkaError) as error:
+        print(f"cannot reach a server, or it refused: {error}", file=err)
         return 2
 
 

@@ -301,6 +301,7 @@ class SourceRow:
     rotated_at: datetime | None
     revoked_at: datetime | None
     keys: tuple[str, ...]
+    kafka_principal: str | None = None
 
 
 async def active_sources(conn: Connection, names: Iterable[str]) -> dict[str, Source]:
@@ -412,7 +413,7 @@ async def revoke_source_key(conn: Connection, source: str, key_id: str, at: date
 async def sources(conn: Connection) -> list[SourceRow]:
     rows = await conn.fetch(
         "SELECT s.name, s.units, s.signatures_required, s.created_at, s.rotated_at,"
-        " s.revoked_at, coalesce(array_agg(k.key_id ORDER BY k.key_id)"
+        " s.revoked_at, s.kafka_principal, coalesce(array_agg(k.key_id ORDER BY k.key_id)"
         " FILTER (WHERE k.key_id IS NOT NULL), '{}') AS keys"
         " FROM sources s LEFT JOIN source_keys k ON k.source = s.name AND k.revoked_at IS NULL"
         " GROUP BY s.name ORDER BY s.name"
@@ -426,9 +427,22 @@ async def sources(conn: Connection) -> list[SourceRow]:
             r["rotated_at"],
             r["revoked_at"],
             tuple(r["keys"]),
+            r["kafka_principal"],
         )
         for r in rows
     ]
+
+
+async def source_state(conn: Connection, name: str) -> tuple[bool, str | None] | None:
+    """(active, Kafka principal granted) of a source; None when there is none by that name."""
+    row = await conn.fetchrow(
+        "SELECT revoked_at IS NULL AS active, kafka_principal FROM sources WHERE name = $1", name
+    )
+    return (row["active"], row["kafka_principal"]) if row is not None else None
+
+
+async def set_kafka_principal(conn: Connection, name: str, principal: str | None) -> None:
+    await conn.execute("UPDATE sources SET kafka_principal = $2 WHERE name = $1", name, principal)
 
 
 async def operator_hash(conn: Connection, name: str) -> str | None:

@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
     KafkaError,
     TopicAuthorizationFailedError,
@@ -51,8 +52,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
 
 async def deliver(broker: SecureBroker, user: str, topic: str, values: list[bytes]) -> None:
     producer = broker.producer(user)
-    await producer.start()
     try:
+        await producer.start()  # a refused producer is stopped too
         await asyncio.gather(*[await producer.send(topic, value) for value in values])
     finally:
         await producer.stop()
@@ -137,14 +138,27 @@ async def test_each_source_writes_and_reads_only_its_own_topics_and_reports_only
         assert {i.field for i in answers[forged.report_id].issues} == {"source", "unit"}
         assert answers[own.report_id].status is Status.ACCEPTED
 
-        # A revoked source's topic is still there: what it sends is refused (E140).
+        # Revoking a source takes back its ACLs: it can no longer write or read its topics.
         out = io.StringIO()
         assert await registry_cli.run(("sources", "revoke", "motcua-b"), config, out=out) == 0
         late = factories.report(unit="TB.DH.N02", source="motcua-b")
-        await deliver(broker, "motcua-b", inbound_topic(kafka, "motcua-b"), [codec.dumps(late)])
-        b_topic = outcomes_topic(kafka, "motcua-b")
-        (refusal,) = await read(broker, "motcua-b", b_topic, f"{namespace}motcua-b.v", 1)
-        assert [i.code for i in codec.decode(Outcome, refusal.value).issues] == ["E140"]
+        b_inbound, b_topic = inbound_topic(kafka, "motcua-b"), outcomes_topic(kafka, "motcua-b")
+
+        async def write_refused() -> bool:
+            try:
+                await deliver(broker, "motcua-b", b_inbound, [codec.dumps(late)])
+            # With no ACL left, not even an idempotent producer's id is granted.
+            except (TopicAuthorizationFailedError, ClusterAuthorizationFailedError):
+                return True
+            return False
+
+        await eventually(write_refused, timeout=30)
+        await refused_read(broker, "motcua-b", b_topic, f"{namespace}motcua-b.v2")
+        # Its topic is still there, and a record on it (written before the revocation) is
+        # refused (E140).
+        await deliver(broker, "admin", b_inbound, [codec.dumps(late)])
+        refusals = await read(broker, "admin", b_topic, f"{namespace}check-b", 1)
+        assert {i.code for r in refusals for i in codec.decode(Outcome, r.value).issues} == {"E140"}
 
     # Nothing refused was stored or sent where B (or anyone reading the shared topic) sees it.
     shared = await read(broker, "admin", kafka.topic(OUTCOMES), f"{namespace}shared", 1)
@@ -157,6 +171,19 @@ async def test_each_source_writes_and_reads_only_its_own_topics_and_reports_only
     assert [(r["report_id"], r["sender"]) for r in stored] == [(own.report_id, "motcua-a")]
     dead = await read(broker, "admin", kafka.dlq(INBOUND), f"{namespace}dlq", 3)
     assert {r.value for r in dead} == {codec.dumps(r) for r in (for_b, forged, late)}
+
+    # Each grant and removal is in the audit log, and the listing names each source's user.
+    listing, log = io.StringIO(), io.StringIO()
+    assert await registry_cli.run(("sources", "list"), config, out=listing) == 0
+    assert await registry_cli.run(("audit", "list"), config, out=log) == 0
+    assert "motcua-a  active  units=TB.DH.N01  keys=-  kafka=motcua-a" in listing.getvalue()
+    assert "motcua-b  revoked  units=TB.DH.N02  keys=-  kafka=-" in listing.getvalue()
+    actions = [(line.split("  ")[2], line.split("  ")[3]) for line in log.getvalue().splitlines()]
+    assert ("source.kafka_access", "source:motcua-b") in actions
+    assert actions[-2:] == [
+        ("source.revoke", "source:motcua-b"),
+        ("source.kafka_remove", "source:motcua-b"),
+    ]
 
     # A cannot read B's verdicts, nor use a consumer group that is not its own.
     await refused_read(
@@ -180,3 +207,13 @@ async def test_each_source_writes_and_reads_only_its_own_topics_and_reports_only
     grant = ("sources", "kafka-access", "motcua-a")
     assert await registry_cli.run(grant, config, out=io.StringIO(), err=io.StringIO()) == 0
     await refused_read(broker, "motcua-a", a_outcomes, f"{namespace}motcua-ab.outcomes")
+
+    # Access alone can be taken back too; an unknown or revoked source gets none.
+    remove = ("sources", "kafka-access", "motcua-a", "--remove")
+    assert await registry_cli.run(remove, config, out=io.StringIO(), err=io.StringIO()) == 0
+    await refused_read(broker, "motcua-a", a_outcomes, f"{namespace}motcua-a.after")
+    for name in ("motcua-x", "motcua-b"):
+        err = io.StringIO()
+        unknown = ("sources", "kafka-access", name)
+        assert await registry_cli.run(unknown, config, out=io.StringIO(), err=err) == 1
+        assert f"no active source {name}" in err.getvalue()
