@@ -7,13 +7,14 @@ without one or with a bad one) and every operator endpoint an operator's.
 Failed checks are counted per client address *and* name the credential claims, and past
 a limit that pair is answered 429 without a verification: each costs an Argon2id
 verification, which a caller repeating a wrong secret must not turn into a way to load
-the service. A valid credential is never held back by someone else's failures: failures
-from another address or for another name do not count against it, and a credential
-verified once (remembered per process) is taken before any limit is looked at. Behind a
-proxy every caller shares the proxy's address unless the service trusts its forwarded
-headers (`BAOCAO_FORWARDED_ALLOW_IPS`), and even then only the same name is held back.
-Credentials carry 256 random bits, so the limit is about the cost of checking, not about
-guessing; a flood of requests is the ingress's to bound.
+the service. Failures from another address or for another name never count against a
+valid credential, and one verified once (remembered per process) is taken before any
+limit is looked at: someone else's failures can hold a valid credential back only if they
+come from the same address, for the same name, before the instance first verified it.
+Behind a proxy every caller has the proxy's address unless the service trusts its
+forwarded headers (`BAOCAO_FORWARDED_ALLOW_IPS`). Credentials carry 256 random bits, so
+the limit is about the cost of checking, not about guessing; a flood of requests with ever
+new names is the ingress's to bound.
 """
 
 from __future__ import annotations
