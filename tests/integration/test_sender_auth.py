@@ -384,11 +384,16 @@ async def test_unauthenticated_signatures_are_still_checked_and_signed_regimes_n
             TopicReader(kafka_bootstrap, config.kafka.topic(OUTCOMES)) as outcomes,
             TopicReader(kafka_bootstrap, config.kafka.topic(RECEIVED)) as received,
         ):
-            (dead,) = await dlq.until(1)
-            refusal = codec.decode(Outcome, (await outcomes.until(1))[0].value)
+            dead = await dlq.until(4)
+            refusals = [codec.decode(Outcome, r.value) for r in await outcomes.until(4)]
             forwarded = [codec.decode(ReceivedReport, r.value) for r in await received.until(4)]
-    assert dead.value == codec.dumps(again)
-    assert (refusal.report_id, [i.code for i in refusal.issues]) == ("forged-on-kafka", ["E142"])
+    # The three refused over HTTP are kept and answered on the shared topics too.
+    over_http = [d.value for d in dead if dict(d.headers).get("dlq.source.channel") == b"http"]
+    assert sorted(over_http) == sorted(codec.dumps(d) for d in (forged, unregistered, nvcp))
+    assert [d.value for d in dead if d.value not in over_http] == [codec.dumps(again)]
+    codes = {r.report_id: [i.code for i in r.issues] for r in refusals}
+    assert codes["forged-on-kafka"] == ["E142"]
+    assert set(codes) == {"forged-on-kafka", kstt["report_id"], nvcp["report_id"]}
     assert good["report_id"] in {f.report.report_id for f in forwarded}
     conn = await asyncpg.connect(postgres_dsn)
     try:
