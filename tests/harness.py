@@ -11,11 +11,14 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping, Sequence
+from types import ModuleType
 from typing import Any, TypeVar
 
 import asyncpg
 import httpx
+import pytest
+import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
@@ -43,6 +46,19 @@ async def eventually(
             return last  # type: ignore[no-any-return]
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s (last value: {last!r})")
+
+
+@contextlib.contextmanager
+def logs_of(
+    monkeypatch: pytest.MonkeyPatch, *modules: ModuleType
+) -> Iterator[list[MutableMapping[str, Any]]]:
+    """What `modules` log through their `log`, as structlog's event dicts. Each gets a fresh
+    logger first: one used before is cached with the processors configured then
+    (`cache_logger_on_first_use`), out of `capture_logs`'s reach."""
+    for module in modules:
+        monkeypatch.setattr(module, "log", structlog.get_logger(module.__name__))
+    with structlog.testing.capture_logs() as entries:
+        yield entries
 
 
 async def an_advisory_lock_is_awaited(pool: asyncpg.Pool) -> bool:

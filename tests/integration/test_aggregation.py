@@ -22,9 +22,10 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from structlog.testing import capture_logs
 
+from services.aggregation import rollup
 from services.aggregation.app import MIGRATIONS, build_app
 from services.aggregation.folds import fold, frame_for, snapshots
 from services.aggregation.recompute import recompute
@@ -50,6 +51,7 @@ from tests.harness import (
     TopicReader,
     an_advisory_lock_is_awaited,
     eventually,
+    logs_of,
     produce,
     running,
     service_settings,
@@ -422,7 +424,7 @@ async def test_a_regime_period_another_writer_moved_is_read_again_not_taken_from
 
 
 async def test_an_accepted_report_without_a_regime_version_is_logged_with_its_identity(
-    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Validation accepts only periods with a regime version in force (E107): should one
     # come through anyway, the line names the report, so an operator can find it.
@@ -431,7 +433,7 @@ async def test_an_accepted_report_without_a_regime_version_is_logged_with_its_id
     sent = factories.accepted(period="2020-Q4")
     await runtime.start()
     try:
-        with capture_logs() as logs:
+        with logs_of(monkeypatch, rollup) as logs:
             await RollupStage(runtime).apply(
                 records(config.kafka.topic(ACCEPTED), codec.dumps(sent))
             )

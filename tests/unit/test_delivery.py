@@ -31,11 +31,8 @@ from typing import Any
 
 import httpx
 import pytest
-import structlog
-import structlog.testing
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
-from structlog.testing import capture_logs
 
 from services.connector import delivery
 from services.connector.delivery import RECONCILE_RETRY_S, Deliverer
@@ -53,7 +50,7 @@ from shared.contracts import (
 from shared.observability.metrics import Metrics
 from shared.settings import HubSettings
 from tests.delivery_fakes import Ceiling, FakeHub, FakeLedger
-from tests.harness import eventually
+from tests.harness import eventually, logs_of
 
 pytestmark = pytest.mark.unit
 
@@ -336,9 +333,7 @@ async def test_a_refused_snapshot_is_parked_until_a_new_version_arrives() -> Non
 @pytest.fixture
 def logged(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[MutableMapping[str, Any]]]:
     """What the delivery loop logs, as structlog's event dicts."""
-    # A fresh logger: one used before may be bound to the processors configured then.
-    monkeypatch.setattr(delivery, "log", structlog.get_logger(delivery.__name__))
-    with structlog.testing.capture_logs() as entries:
+    with logs_of(monkeypatch, delivery) as entries:
         yield entries
 
 
@@ -437,16 +432,17 @@ class Brittle:
         return None
 
 
-async def test_an_adapter_that_raises_fails_only_its_own_attempt() -> None:
+async def test_an_adapter_that_raises_fails_only_its_own_attempt(
+    logged: list[MutableMapping[str, Any]],
+) -> None:
     clock, ledger = FixedClock(T0), FakeLedger()
     metrics = Metrics(CollectorRegistry())
     adapter = Brittle("TB.DH")
     deliverer = Deliverer(ledger, adapter, ConnectorSection(), clock, metrics, TOPIC, Ceiling())
     for unit in ("TB", "TB.DH", "TB.HH"):
         ledger.remember(snapshot(unit))
-    with capture_logs() as logs:
-        assert await deliverer.deliver_due() == 3
-    raised = [e for e in logs if e["event"] == "hub_adapter_raised"]
+    assert await deliverer.deliver_due() == 3
+    raised = [e for e in logged if e["event"] == "hub_adapter_raised"]
     # The line names the scope and version whose attempt failed.
     assert [(e["regime"], e["period"], e["unit"], e["version"]) for e in raised] == [
         ("KSTT-TTHC", "2025-Q1", "TB.DH", 1)
