@@ -408,3 +408,59 @@ def test_kustomize_builds_the_keda_overlay_where_kubectl_exists() -> None:
             assert "replicas" not in scaled[key]["spec"], key
             document["spec"].pop("replicas")
         assert scaled[key] == document, key
+
+
+def relabel(rules: list[dict[str, Any]], labels: dict[str, str]) -> dict[str, str] | None:
+    """Prometheus's `keep` and `replace` relabelling (the actions the k8s scrape config
+    uses) applied to a target's labels; None when the target is dropped."""
+    labels = dict(labels)
+    for rule in rules:
+        value = rule.get("separator", ";").join(labels.get(s, "") for s in rule["source_labels"])
+        match = re.fullmatch(rule.get("regex", "(.*)"), value)
+        action = rule.get("action", "replace")
+        if action == "keep":
+            if match is None:
+                return None
+        elif action == "replace":
+            if match is not None:
+                replacement = re.sub(r"\$(\d+)", r"\\\1", rule.get("replacement", "$1"))
+                labels[rule["target_label"]] = match.expand(replacement)
+        else:
+            raise AssertionError(f"relabel action {action} is not simulated here")
+    return labels
+
+
+def test_the_k8s_scrape_config_names_each_job_after_the_service_the_alerts_name() -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.k8s.yml").read_text())
+    (scrape,) = config["scrape_configs"]
+    rules = scrape["relabel_configs"]
+    alerts = (DEPLOY / "prometheus" / "rules" / "alerts.yml").read_text()
+    (alerted,) = re.findall(r'up\{job=~"([^"]+)"\}', alerts)
+    jobs = set()
+    for name, deployment in of_kind("Deployment").items():
+        template = deployment["spec"]["template"]["metadata"]
+        meta = {
+            "__address__": "10.0.0.7",
+            "__meta_kubernetes_pod_name": f"{name}-7d9c5-x2x4q",
+            **{
+                "__meta_kubernetes_pod_label_" + re.sub(r"\W", "_", key): value
+                for key, value in template["labels"].items()
+            },
+            **{
+                "__meta_kubernetes_pod_annotation_" + re.sub(r"\W", "_", key): value
+                for key, value in template.get("annotations", {}).items()
+            },
+        }
+        target = relabel(rules, meta)
+        assert target is not None, f"{name}'s pods are not scraped"
+        command = deployment["spec"]["template"]["spec"]["containers"][0]["args"][0]
+        assert target["job"] == command
+        assert target["__address__"] == "10.0.0.7:8080"
+        assert target["__metrics_path__"] == "/metrics"
+        jobs.add(target["job"])
+    assert jobs == set(alerted.split("|"))
+    stranger = {
+        "__address__": "10.0.0.9",
+        "__meta_kubernetes_pod_label_app_kubernetes_io_name": "x",
+    }
+    assert relabel(rules, stranger) is None

@@ -20,7 +20,8 @@ from devstack.kafka import (
 )
 from devstack.paths import REPO_ROOT, Layout
 from devstack.postgres import Dsn, render_settings
-from devstack.processes import LogCursor, Status
+from devstack.processes import LogCursor, Outcome, Status
+from devstack.supervisor import Run
 
 POM = "{http://maven.apache.org/POM/4.0.0}"
 
@@ -168,3 +169,58 @@ def test_prometheus_scrapes_every_local_service_every_five_seconds() -> None:
         "connector": ["127.0.0.1:8004"],
         "hub_simulator": ["127.0.0.1:8010"],
     }
+
+
+class FakeServer:
+    """A server that starts as told, for the run's own output."""
+
+    def __init__(self, name: str, address: str, outcome: Outcome) -> None:
+        self.name, self.address, self.outcome = name, address, outcome
+
+    def start(self) -> Outcome:
+        return self.outcome
+
+    def stop(self) -> bool:
+        return True
+
+    def status(self) -> Status:
+        raise NotImplementedError
+
+
+@pytest.mark.parametrize(
+    ("outcome", "said"),
+    [
+        (Outcome.STARTED, "prometheus http://127.0.0.1:9090 (started in"),
+        (Outcome.ALREADY_RUNNING, "prometheus already running http://127.0.0.1:9090"),
+    ],
+)
+def test_the_run_prints_where_its_prometheus_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], outcome: Outcome, said: str
+) -> None:
+    servers = {
+        "postgres": FakeServer("postgres", "postgresql://postgres@127.0.0.1:5432/baocao", outcome),
+        "kafka": FakeServer("kafka", "127.0.0.1:9092", outcome),
+        "prometheus": FakeServer("prometheus", "http://127.0.0.1:9090", outcome),
+    }
+    run = Run(Layout(repo=REPO_ROOT, local=tmp_path), servers, environ={}, traffic=False)
+
+    run.start_servers()
+
+    assert said in capsys.readouterr().out
+    assert "  prometheus       http://127.0.0.1:9090" in run.banner().splitlines()
+
+
+def test_without_prometheus_installed_the_run_says_so_and_names_no_address(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    servers = {
+        "postgres": FakeServer("postgres", "postgresql://127.0.0.1:5432/b", Outcome.STARTED),
+        "kafka": FakeServer("kafka", "127.0.0.1:9092", Outcome.STARTED),
+        "prometheus": FakeServer("prometheus", "http://127.0.0.1:9090", Outcome.SKIPPED),
+    }
+    run = Run(Layout(repo=REPO_ROOT, local=tmp_path), servers, environ={}, traffic=False)
+
+    run.start_servers()
+
+    assert "prometheus not installed: skipped" in capsys.readouterr().out
+    assert "9090" not in run.banner()
