@@ -158,6 +158,7 @@ def table(result: Mapping[str, Any]) -> str:
             f"{latency['duration_s']:.0f} s ({latency['reports']} reports):",
             _latency_line("receipt -> province snapshot", latency["receipt_to_snapshot_s"]),
             _latency_line("receipt -> hub acknowledgement", latency["receipt_to_hub_s"]),
+            _latency_line("province snapshot -> hub ack", latency.get("snapshot_to_hub_s")),
             _latency_line("send -> province snapshot", latency.get("send_to_snapshot_s")),
             *_services(latency["services"]),
             *_bench_process(latency.get("bench_process")),

@@ -157,16 +157,21 @@ def _latencies(timeline: Timeline, phase: Phase) -> dict[str, Any]:
     to_snapshot: list[float] = []
     to_hub: list[float] = []
     sent_to_snapshot: list[float] = []
+    snapshot_to_hub: list[float] = []
     for place, times in _accepted(timeline, phase):
         if times.snapshot is not None:
             to_snapshot.append(times.snapshot - times.received)
             sent_to_snapshot.append(times.snapshot - phase.sent_at[place])
         if times.hub is not None:
             to_hub.append(times.hub - times.received)
+            # The hub-sync lag alone: the connector's share of receipt -> hub.
+            if times.snapshot is not None:
+                snapshot_to_hub.append(times.hub - times.snapshot)
     return {
         "receipt_to_snapshot_s": figures.distribution(to_snapshot),
         "receipt_to_hub_s": figures.distribution(to_hub),
         "send_to_snapshot_s": figures.distribution(sent_to_snapshot),
+        "snapshot_to_hub_s": figures.distribution(snapshot_to_hub),
     }
 
 

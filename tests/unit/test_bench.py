@@ -6,8 +6,10 @@ the middle of a submission batch (equal `received_at`); a report reaches the hub
 first acknowledgement of a version at least as new; a snapshot that no prefix explains (a
 report counted twice) and a final snapshot that is not the fold of every accepted report
 are both reported; send → snapshot counts the wait in the inbound topic that receipt →
-snapshot cannot see; percentiles are nearest-rank values that were observed; settings to
-try reach the services without moving the run, and the table shows them and the idle cost.
+snapshot cannot see; the hub-sync lag runs from the province snapshot to the hub's
+acknowledgement, and the table prints it; percentiles are nearest-rank values that were
+observed; settings to try reach the services without moving the run, and the table shows
+them and the idle cost.
 """
 
 from __future__ import annotations
@@ -261,12 +263,17 @@ def test_settings_to_try_reach_the_services_but_never_move_the_run(tmp_path: Pat
     assert env["BAOCAO_KAFKA__NAMESPACE"] == "benchx_"
 
 
+# What every table starts with, for tests of the sections that follow.
+RUN = {
+    "mode": "quick",
+    "started_at": "2026-11-27T10:00:00+00:00",
+    "host": {"cores": 2, "load_before": [0.1], "load_after": [0.2]},
+    "workload": {"reports": 1, "slots": 1, "values_per_report": [3, 13], "kinds": {}},
+}
+
+
 def test_the_table_shows_the_settings_tried_and_the_idle_cost() -> None:
-    result = {
-        "mode": "quick",
-        "started_at": "2026-11-27T10:00:00+00:00",
-        "host": {"cores": 2, "load_before": [0.1], "load_after": [0.2]},
-        "workload": {"reports": 1, "slots": 1, "values_per_report": [3, 13], "kinds": {}},
+    result = RUN | {
         "settings": {"BAOCAO_KAFKA__FETCH_MAX_WAIT_MS": "100"},
         "idle": {
             "seconds": 5.0,
@@ -319,6 +326,35 @@ def test_send_to_snapshot_counts_the_wait_before_submission_reads_a_report() -> 
     assert found["receipt_to_snapshot_s"]["max"] == pytest.approx(1.5)
     assert found["send_to_snapshot_s"]["max"] == pytest.approx(3.5)
     assert found["send_to_snapshot_s"]["count"] == 2  # the duplicate is not a report of its own
+
+
+def test_the_hub_sync_lag_runs_from_the_province_snapshot_to_the_hub_acknowledgement() -> None:
+    payloads = [Payload(b"k", b"{}", Kind.FIRST, f"r-{i}") for i in range(3)]
+    timeline = Timeline(
+        reports={
+            # Counted 1 s after receipt, acknowledged by the hub 2.5 s after that.
+            "r-0": ReportTimes(
+                received=10.0, status="accepted", verdict=10.5, snapshot=11.0, hub=13.5
+            ),
+            "r-1": ReportTimes(
+                received=10.2, status="accepted", verdict=10.6, snapshot=11.0, hub=11.25
+            ),
+            # Counted, not acknowledged yet: no lag to measure.
+            "r-2": ReportTimes(received=10.4, status="accepted", verdict=10.7, snapshot=11.0),
+        }
+    )
+
+    found = _latencies(timeline, Phase(payloads, sent_at=(10.0, 10.0, 10.0)))
+
+    lag = found["snapshot_to_hub_s"]
+    assert (lag["count"], lag["p50"], lag["max"]) == (2, pytest.approx(0.25), pytest.approx(2.5))
+    assert found["receipt_to_hub_s"]["max"] == pytest.approx(3.5)  # the lag and what came before
+    run = {"offered_per_s": 3.0, "sent_per_s": 3.0, "duration_s": 1.0, "reports": 3}
+    text = figures.table(RUN | {"latency_run": run | found | {"services": {}}})
+    assert (
+        "  province snapshot -> hub ack p50   250 ms  p95  2500 ms  p99  2500 ms  max  2500 ms"
+        "  (2 reports)" in text.splitlines()
+    )
 
 
 def test_latency_by_second_groups_reports_by_the_second_they_were_received_in() -> None:
