@@ -3,9 +3,10 @@
 OAuth2 client-credentials tokens that expire; `PUT` idempotent by `Idempotency-Key`
 (same key and body: `unchanged`; same key, other body: 422); `409 stale` when a higher
 version is stored; 422 with reasons for a body it refuses; 429/503 with `Retry-After`
-from fault knobs settable at start and at run time. It keeps every version it stored,
-body included, in order, in PostgreSQL (so it survives its own restarts), and a log of
-every PUT it received with its answer, for tests and operators to audit.
+from fault knobs settable at start and at run time (and 422 for every PUT of a unit a
+knob refuses). It keeps every version it stored, body included, in order, in PostgreSQL
+(so it survives its own restarts), and a log of every PUT it received with its answer,
+for tests and operators to audit.
 """
 
 from __future__ import annotations
@@ -166,6 +167,9 @@ def build_app(
             return faulty
         if not tokens.valid(request.headers.get("authorization"), clock.now()):
             return unauthorized("put")
+        refused_unit = faults.refused_unit(unit)
+        if refused_unit is not None:
+            return answer("put", 422, {"status": "refused", "reasons": [refused_unit]})
         if not isinstance(snapshot, AggregateSnapshot):
             return answer("put", 422, {"status": "refused", "reasons": snapshot})
         return await _put(regime, period, unit, request, snapshot)

@@ -2,7 +2,9 @@
 parameters, so tests can pin both.
 
 An outage refuses everything (token endpoint included): the hub is down. Random failures,
-throttling and added latency concern the aggregates API only, as a loaded hub would.
+throttling and added latency concern the aggregates API only, as a loaded hub would. A
+refused unit's PUTs are answered 422: the hub will not take its snapshots, however often
+they are sent, until the knob is changed (as the connector's parking expects of a 422).
 """
 
 from __future__ import annotations
@@ -54,6 +56,12 @@ class FaultState:
 
     def in_outage(self, now: datetime) -> bool:
         return self.outage_until is not None and now < self.outage_until
+
+    def refused_unit(self, unit: str) -> str | None:
+        """Why a PUT for `unit` is refused (422) whatever it carries, if the knob says so."""
+        if unit in self.faults.refuse_units:
+            return f"unit {unit} is refused by the fault knob refuse_units"
+        return None
 
     def refusal(self, now: datetime, rng: random.Random, *, api: bool = True) -> Refusal | None:
         retry = self.faults.retry_after_s

@@ -38,6 +38,11 @@ class Faults(BaseModel):
         ge=1,
         description="Lifetime of access tokens; lowering it shortens tokens already issued.",
     )
+    refuse_units: tuple[str, ...] = Field(
+        default=(),
+        description="Unit codes whose PUTs are answered 422 refused, valid body or not, "
+        "as a hub that will not take a unit's snapshots (a JSON list in the environment).",
+    )
 
     @model_validator(mode="after")
     def _one_outage(self) -> Self:

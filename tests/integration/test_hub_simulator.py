@@ -10,10 +10,12 @@ listing give back the stored snapshot with exact decimals, and the audit log the
 every version stored; every PUT is logged as it arrived, with the version held then and
 its answer, so a client replaying a version older than the one held (answered
 `unchanged`) is caught; fault knobs set at start (the environment: outage, latency,
-failures, throttling, Retry-After, token lifetime) and at run time (`PUT /admin/faults`
-replaces them all, `PATCH` changes those given and leaves an outage in progress on, and
-what `GET` reports can be sent back unchanged) answer 503 for an outage (token endpoint
-included) until it ends, 503 and 429 with Retry-After at their rates; what was stored
+failures, throttling, Retry-After, token lifetime, refused units) and at run time (`PUT
+/admin/faults` replaces them all, `PATCH` changes those given and leaves an outage in
+progress on, and what `GET` reports can be sent back unchanged) answer 503 for an outage
+(token endpoint included) until it ends, 503 and 429 with Retry-After at their rates, and
+422 naming the knob for every PUT of a refused unit, valid or not, until the knob is
+cleared (other units stored meanwhile); what was stored
 survives a restart, tokens do not; `/metrics` counts requests by endpoint and status.
 """
 
@@ -364,7 +366,7 @@ async def test_changing_one_knob_keeps_the_others_and_the_outage_in_progress(
 async def test_what_get_answers_about_the_faults_can_be_sent_back_as_is(
     hub: Client, clock: FixedClock
 ) -> None:
-    await hub.faults(outage_seconds=60, throttle_rate=0.25, token_ttl_s=100)
+    await hub.faults(outage_seconds=60, throttle_rate=0.25, token_ttl_s=100, refuse_units=["TB"])
     clock.advance(timedelta(seconds=10))
     reported = (await hub.http.get("/admin/faults")).json()
     assert reported == {
@@ -374,6 +376,7 @@ async def test_what_get_answers_about_the_faults_can_be_sent_back_as_is(
         "outage_until": (NOW + timedelta(seconds=60)).isoformat(),
         "retry_after_s": 1,
         "token_ttl_s": 100,
+        "refuse_units": ["TB"],
     }
     for send in (hub.http.put, hub.http.patch):
         answer = await send("/admin/faults", json=reported)
@@ -386,6 +389,30 @@ async def test_lowering_the_token_lifetime_by_patch_shortens_tokens_already_issu
     assert (await hub.change_faults(token_ttl_s=5)).status_code == 200
     clock.advance(timedelta(seconds=5))
     assert (await hub.put(snapshot())).status_code == 401
+
+
+async def test_a_refused_unit_is_422_whatever_it_carries_until_the_knob_is_cleared(
+    hub: Client,
+) -> None:
+    knobs = (await hub.change_faults(refuse_units=["TB"])).json()
+    assert knobs["refuse_units"] == ["TB"]
+    refusal = ["unit TB is refused by the fault knob refuse_units"]
+    valid = await hub.put(snapshot(1))
+    assert (valid.status_code, valid.json()) == (422, {"status": "refused", "reasons": refusal})
+    assert (await hub.put(snapshot(2), body=b"not json")).json()["reasons"] == refusal
+    assert (await hub.put(snapshot(1, unit="TB.DH"))).json() == {"status": "stored"}
+    assert (await hub.put(snapshot(1))).status_code == 422  # as often as it is sent
+    log = (await hub.http.get("/admin/puts")).json()
+    assert [(e["unit"], e["status"], e["outcome"]) for e in log] == [
+        ("TB", 422, "refused"),
+        ("TB", 422, "refused"),
+        ("TB.DH", 200, "stored"),
+        ("TB", 422, "refused"),
+    ]
+    assert (await hub.change_faults(refuse_units=[])).json()["refuse_units"] == []
+    assert (await hub.put(snapshot(1))).json() == {"status": "stored"}
+    received = (await hub.http.get("/admin/received")).json()
+    assert [(e["unit"], e["version"]) for e in received] == [("TB.DH", 1), ("TB", 1)]
 
 
 @pytest.mark.parametrize("method", ["PUT", "PATCH"])
@@ -447,6 +474,24 @@ async def test_an_outage_latency_and_failures_are_read_from_the_environment_at_s
     assert (down.status_code, down.json()) == (503, {"error": "outage"})
     assert (failed.status_code, failed.json()) == (503, {"error": "injected failure"})
     assert delays == [0.25]  # the PUT's latency; the token endpoint has none
+
+
+async def test_refused_units_are_read_from_the_environment_at_start(
+    environment: Callable[..., HubSimulatorSettings], clock: FixedClock
+) -> None:
+    settings = environment(refuse_units='["TB", "TB.DH"]')
+    async with running(build_app(settings, clock)) as http:
+        client = Client(http)
+        await client.login()
+        refused = await client.put(snapshot(unit="TB.DH"))
+        stored = await client.put(snapshot(unit="TB.VT"))
+        knobs = (await http.get("/admin/faults")).json()
+    assert (refused.status_code, refused.json()["reasons"]) == (
+        422,
+        ["unit TB.DH is refused by the fault knob refuse_units"],
+    )
+    assert stored.json() == {"status": "stored"}
+    assert knobs["refuse_units"] == ["TB", "TB.DH"]
 
 
 # --- restarts and metrics ---------------------------------------------------------------

@@ -6,7 +6,8 @@ API requests only and occur at their configured rates; a token is honoured until
 instant it expires and only as `Bearer <token>`; a shorter lifetime set at run time cuts
 tokens already issued, never lengthens one. Changing some knobs keeps the others, and an
 outage in progress goes on unless an outage knob is changed; the knobs in force, as
-reported, configure the same faults again.
+reported, configure the same faults again. A refused unit's PUTs are refused, with the knob
+named, and no other unit's; changing the refused units keeps an outage in progress.
 """
 
 from __future__ import annotations
@@ -127,3 +128,22 @@ def test_the_knobs_in_force_configure_the_same_faults_again() -> None:
 def test_an_outage_is_asked_for_one_way_at_a_time() -> None:
     with pytest.raises(ValidationError, match="not both"):
         Faults(outage_seconds=5, outage_until=at(5))
+
+
+def test_only_the_refused_units_are_refused_and_the_reason_names_the_knob() -> None:
+    faults = FaultState(Faults(refuse_units=("TB", "TB.DH")))
+    assert faults.refused_unit("TB") == "unit TB is refused by the fault knob refuse_units"
+    assert faults.refused_unit("TB.DH") is not None
+    assert faults.refused_unit("TB.VT") is None
+    assert faults.refused_unit("tb") is None  # unit codes are exact
+    assert state().refused_unit("TB") is None
+
+
+def test_refusing_units_keeps_the_outage_in_progress_and_clearing_them_refuses_none() -> None:
+    faults = state(outage_seconds=60, retry_after_s=7)
+    faults.configure(faults.patched(changes(refuse_units=["TB"]), at(10)), at(10))
+    assert (faults.outage_until, faults.faults.retry_after_s) == (at(60), 7)
+    assert faults.state(at(10)).refuse_units == ("TB",)
+    faults.configure(faults.patched(changes(refuse_units=[]), at(20)), at(20))
+    assert faults.refused_unit("TB") is None
+    assert faults.outage_until == at(60)
