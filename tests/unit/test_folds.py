@@ -1,7 +1,8 @@
 """`services.aggregation.folds` rolls accepted reports up exactly, whatever order they come in.
 
 Proves, by folding plain lists: each aggregation type (sum, avg, min, max, none) and each
-derived indicator of the catalog (zero denominator → None, `decimals` rounded half up);
+derived indicator of the catalog, at the province's scope and at a district's (zero
+denominator → None, `decimals` rounded half up);
 sums exact beyond 28 digits and averages rounded once, half up, at 28 digits (a mean of
 128 units that ties at the 29th digit), the same in every
 order and under any caller's decimal context (checked against fractions); completeness
@@ -246,13 +247,14 @@ def test_a_text_value_in_a_number_indicator_is_not_summed() -> None:
 
 
 @pytest.mark.parametrize(
-    ("regime", "period", "unit", "values", "indicator", "expected"),
+    ("regime", "period", "unit", "scope", "values", "indicator", "expected"),
     [
         # 1 / 32 * 100 = 3.125: half up gives 3.13 (half even would give 3.12).
         (
             "KSTT-TTHC",
             "2026-Q1",
             "TB.DH.N01",
+            "TB",
             {"RESOLVED_EARLY": 1, "RESOLVED_ON_TIME": 0, "RESOLVED_TOTAL": 32},
             "ON_TIME_RATE",
             Decimal("3.13"),
@@ -261,6 +263,7 @@ def test_a_text_value_in_a_number_indicator_is_not_summed() -> None:
             "KSTT-TTHC",
             "2026-Q1",
             "TB.DH.N01",
+            "TB",
             {"RESOLVED_EARLY": 50, "RESOLVED_ON_TIME": 60, "RESOLVED_TOTAL": 120},
             "ON_TIME_RATE",
             Decimal("91.67"),
@@ -269,6 +272,7 @@ def test_a_text_value_in_a_number_indicator_is_not_summed() -> None:
             "KSTT-TTHC",
             "2026-Q1",
             "TB.DH.N01",
+            "TB",
             {"RESOLVED_EARLY": 1, "RESOLVED_ON_TIME": 0, "RESOLVED_TOTAL": 8},
             "ON_TIME_RATE",
             Decimal("12.50"),
@@ -277,6 +281,7 @@ def test_a_text_value_in_a_number_indicator_is_not_summed() -> None:
             "KSTT-TTHC",
             "2026-Q1",
             "TB.DH.N01",
+            "TB",
             {"RESOLVED_EARLY": 0, "RESOLVED_ON_TIME": 0, "RESOLVED_TOTAL": 0},
             "ON_TIME_RATE",
             None,
@@ -285,6 +290,7 @@ def test_a_text_value_in_a_number_indicator_is_not_summed() -> None:
             "KSTT-TTHC",
             "2026-Q1",
             "TB.DH.N01",
+            "TB",
             {"RESOLVED_EARLY": 5, "RESOLVED_ON_TIME": 0},
             "ON_TIME_RATE",
             None,
@@ -293,6 +299,7 @@ def test_a_text_value_in_a_number_indicator_is_not_summed() -> None:
             "KSTT-TTHC",
             "2026-Q1",
             "TB.DH.N01",
+            "TB",
             {"RECEIVED_ONLINE": 2, "RECEIVED_DIRECT": 1},
             "ONLINE_RATE",
             Decimal("66.67"),
@@ -301,6 +308,7 @@ def test_a_text_value_in_a_number_indicator_is_not_summed() -> None:
             "KSTT-TTHC",
             "2026-Q1",
             "TB.DH.N01",
+            "TB",
             {"RECEIVED_ONLINE": 0, "RECEIVED_DIRECT": 0},
             "ONLINE_RATE",
             None,
@@ -310,6 +318,7 @@ def test_a_text_value_in_a_number_indicator_is_not_summed() -> None:
             "KSTT-TTHC",
             "2026-Q1",
             "TB.DH.N01",
+            "TB",
             {"PROCESSING_DAYS_TOTAL": "1.25", "RESOLVED_TOTAL": 1},
             "AVG_PROCESSING_DAYS",
             Decimal("1.3"),
@@ -318,6 +327,7 @@ def test_a_text_value_in_a_number_indicator_is_not_summed() -> None:
             "KSTT-TTHC",
             "2026-Q1",
             "TB.DH.N01",
+            "TB",
             {"PROCESSING_DAYS_TOTAL": "480.5", "RESOLVED_TOTAL": 0},
             "AVG_PROCESSING_DAYS",
             None,
@@ -326,6 +336,7 @@ def test_a_text_value_in_a_number_indicator_is_not_summed() -> None:
             "KTXH-M",
             "2025-M07",
             "TB.DH.N01",
+            "TB",
             {"PUBLIC_INVEST_DISBURSED": "123.456", "PUBLIC_INVEST_PLAN": "400"},
             "DISBURSEMENT_RATE",
             Decimal("30.86"),
@@ -334,6 +345,7 @@ def test_a_text_value_in_a_number_indicator_is_not_summed() -> None:
             "KTXH-M",
             "2025-M07",
             "TB.DH.N01",
+            "TB",
             {"PUBLIC_INVEST_DISBURSED": "0.00125", "PUBLIC_INVEST_PLAN": "1"},
             "DISBURSEMENT_RATE",
             Decimal("0.13"),
@@ -342,6 +354,7 @@ def test_a_text_value_in_a_number_indicator_is_not_summed() -> None:
             "KTXH-M",
             "2025-M06",
             "TB.DH",
+            "TB",
             {"PUBLIC_INVEST_DISBURSED": "10", "PUBLIC_INVEST_PLAN": "0"},
             "DISBURSEMENT_RATE",
             None,
@@ -350,6 +363,7 @@ def test_a_text_value_in_a_number_indicator_is_not_summed() -> None:
             "NVCP-S",
             "2026-S1",
             "TB.STC",
+            "TB",
             {"TASKS_DONE_ON_TIME": 1, "TASKS_DONE_LATE": 0, "TASKS_ASSIGNED": 8},
             "COMPLETION_RATE",
             Decimal("12.50"),
@@ -358,8 +372,29 @@ def test_a_text_value_in_a_number_indicator_is_not_summed() -> None:
             "NVCP-S",
             "2026-S1",
             "TB.STC",
+            "TB",
             {"TASKS_DONE_ON_TIME": 0, "TASKS_DONE_LATE": 0, "TASKS_ASSIGNED": 0},
             "COMPLETION_RATE",
+            None,
+        ),
+        # At a district's scope (2025 quarters have one): a commune's figures, derived
+        # there as at the province. 4.9 / 2 = 2.45: half up gives 2.5 (half even 2.4).
+        (
+            "KSTT-TTHC",
+            "2025-Q1",
+            "TB.DH.X01",
+            "TB.DH",
+            {"PROCESSING_DAYS_TOTAL": "4.9", "RESOLVED_TOTAL": 2},
+            "AVG_PROCESSING_DAYS",
+            Decimal("2.5"),
+        ),
+        (
+            "KSTT-TTHC",
+            "2025-Q1",
+            "TB.DH.X01",
+            "TB.DH",
+            {"RESOLVED_EARLY": 3, "RESOLVED_ON_TIME": 1, "RESOLVED_TOTAL": 0},
+            "ON_TIME_RATE",
             None,
         ),
     ],
@@ -368,12 +403,13 @@ def test_derived_indicators_are_computed_and_rounded_half_up(
     regime: str,
     period: str,
     unit: str,
+    scope: str,
     values: dict[str, Any],
     indicator: str,
     expected: Decimal | None,
 ) -> None:
     figures = snapshot(
-        fold([report(unit, values, regime=regime, period=period)]), frame(regime, period), "TB"
+        fold([report(unit, values, regime=regime, period=period)]), frame(regime, period), scope
     )
     assert indicator in figures.values
     assert figures.values[indicator] == expected
