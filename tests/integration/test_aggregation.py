@@ -8,7 +8,9 @@ offset commit) publishes nothing and changes nothing; an undecodable record goes
 dead-letter topic and the rest of its batch is counted; the `recompute` command run as a
 process agrees with the stored snapshots, finds a snapshot that differs, and with
 `--publish` repairs it as the next version, relayed by the running service; two roll-ups
-of one regime-period that overlap in time (a rebalance) number their versions in turn.
+of one regime-period that overlap in time (a rebalance) number their versions in turn;
+a relay cut off after the broker acknowledged a batch but before its DELETE committed
+publishes the same bytes again, which the connector's rule on versions takes once.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import asyncio
 import io
 import os
 import sys
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -31,6 +34,9 @@ from services.aggregation.folds import fold, frame_for, snapshots
 from services.aggregation.recompute import recompute
 from services.aggregation.rollup import RollupStage
 from services.aggregation.settings import AggregationSettings
+from services.connector import store as connector_store
+from services.connector.intake import newest_receipt
+from services.connector.store import Known
 from shared import codec
 from shared.catalog import load_catalog
 from shared.contracts import (
@@ -42,6 +48,7 @@ from shared.contracts import (
     regime_period_key,
 )
 from shared.db import create_pool, migrate
+from shared.outbox import OutboxMessage, OutboxRelay
 from shared.runtime import Runtime
 from shared.settings import REPO_ROOT
 from shared.topics import ensure_topics
@@ -61,6 +68,7 @@ NOW = datetime.fromisoformat("2026-03-16T10:00:00+07:00")
 KEY = regime_period_key("KSTT-TTHC", "2026-Q1")
 KEY_2025 = regime_period_key("KSTT-TTHC", "2025-Q1")
 CATALOG = load_catalog(REPO_ROOT / "catalog")
+CONNECTOR_MIGRATIONS = REPO_ROOT / "services" / "connector" / "migrations"
 DISTRICTS = ("TB.DH", "TB.HH", "TB.KX", "TB.QP", "TB.TH", "TB.TPTB", "TB.TT", "TB.VT")
 
 
@@ -443,3 +451,92 @@ async def test_an_accepted_report_without_a_regime_version_is_logged_with_its_id
     assert [(e["report_id"], e["regime"], e["period"], e["unit"]) for e in lines] == [
         (sent.report_id, "KSTT-TTHC", "2020-Q4", "TB.DH.N01")
     ]
+
+
+async def test_a_relay_cut_off_after_the_broker_acknowledged_publishes_the_same_bytes_again(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    # The outbox's crash window: the broker has acknowledged a batch of snapshots, and the
+    # DELETE that takes them out of the outbox has not committed (the process dies, or its
+    # database connection is lost). The relay publishes them again (at least once), and
+    # the consumer's rule on versions makes the replay change nothing (exactly once).
+    config = settings(namespace, kafka_bootstrap, postgres_dsn)
+    connector = await create_pool(config.postgres, config.postgres.schema_name("connector"))
+    runtime = Runtime("aggregation", config, MIGRATIONS)
+    try:
+        await runtime.start()
+        await migrate(connector, CONNECTOR_MIGRATIONS)
+        stage = RollupStage(runtime)
+        accepted = config.kafka.topic(ACCEPTED)
+        # Two transactions before any relay: every scope's version 1, then version 2 of
+        # the province and of TB.DH, all waiting in the outbox (no relay loop runs here).
+        await stage.apply(records(accepted, codec.dumps(kstt_2025("TB.DH.X01", 10))))
+        await stage.apply(
+            records(accepted, codec.dumps(kstt_2025("TB.DH.X02", 20)), first_offset=1)
+        )
+        waiting = await outbox_rows(postgres_dsn, config)
+        stored = await stored_versions(postgres_dsn, config)
+        assert waiting == sum(stored.values()) == 9 + 2
+
+        async def acknowledged_then_cut_off(messages: Sequence[OutboxMessage]) -> None:
+            await runtime.publish(messages)  # returns once the broker acknowledged them all
+            raise ConnectionResetError("connection lost before the DELETE committed")
+
+        cut_off = OutboxRelay(runtime.pool, acknowledged_then_cut_off, runtime.metrics)
+        async with TopicReader(kafka_bootstrap, config.kafka.topic(AGGREGATES)) as aggregates:
+            with pytest.raises(ConnectionResetError):
+                await cut_off.relay_once()
+            assert await outbox_rows(postgres_dsn, config) == waiting  # the DELETE rolled back
+            first = list(await aggregates.until(waiting))
+            assert await runtime.relay.relay_once() == waiting
+            everything = await aggregates.until(2 * waiting)
+            replayed = everything[waiting:]
+        assert await outbox_rows(postgres_dsn, config) == 0
+        # Counted once: the relay counts what it published only once its DELETE committed.
+        published = runtime.registry.get_sample_value(
+            "baocao_outbox_published_total", {"topic": config.kafka.topic(AGGREGATES)}
+        )
+        assert published == waiting
+
+        # Within each partition, the replay is the first publication again, byte for byte
+        # and in the same order (key, value and headers).
+        assert sent_per_partition(replayed) == sent_per_partition(first)
+        assert len(replayed) == waiting
+
+        # The connector keeps the highest version per scope: the first publication moves
+        # every scope forward, and each replayed record, taken on its own as a redelivery
+        # would come, moves none (an older version after a newer one included).
+        async with connector.acquire() as conn:
+            assert await connector_store.remember(conn, known(first)) == len(stored)
+            for record in replayed:
+                assert await connector_store.remember(conn, known([record])) == 0
+            rows = await conn.fetch("SELECT unit, version FROM deliveries")
+        assert {r["unit"]: r["version"] for r in rows} == stored
+        assert stored["TB"] == stored["TB.DH"] == 2
+    finally:
+        await runtime.stop()
+        await connector.close()
+
+
+async def outbox_rows(dsn: str, config: AggregationSettings) -> int:
+    schema = config.postgres.schema_name("aggregation")
+    [row] = await query(dsn, f'SELECT count(*) AS n FROM "{schema}".outbox')
+    count: int = row["n"]
+    return count
+
+
+def sent_per_partition(
+    consumed: Sequence[Any],
+) -> dict[int, list[tuple[bytes, bytes, list[tuple[str, bytes]]]]]:
+    """What each partition received, in offset order."""
+    by_partition: dict[int, list[tuple[bytes, bytes, list[tuple[str, bytes]]]]] = {}
+    for record in sorted(consumed, key=lambda r: (r.partition, r.offset)):
+        by_partition.setdefault(record.partition, []).append(
+            (record.key, record.value, list(record.headers))
+        )
+    return by_partition
+
+
+def known(consumed: Sequence[Any]) -> list[Known]:
+    """The snapshots as the connector's intake takes them from aggregates.v1."""
+    return [Known(codec.decode(AggregateSnapshot, r.value), newest_receipt(r)) for r in consumed]
