@@ -8,12 +8,14 @@ counted by aggregation and every snapshot it emitted is on aggregates.v1; then t
 version of each synced scope is read from aggregates.v1 to its end. The tests compare the
 hub with that, its log of stored versions with the rule that no scope ever goes back a
 version, and its log of every PUT with the rule that no client sends a version older than
-one the hub already holds.
+one the hub already holds. `Pipeline` also reads the connector's delivery state and gives
+its operator's command to retry what is parked; `logged` reads a service's log events.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -231,16 +233,17 @@ class Pipeline:
         """Every version the hub stored, in order."""
         return await self._log("/admin/received")
 
-    async def puts(self) -> list[dict[str, Any]]:
-        """Every PUT the hub received, in order, with what it held then and its answer."""
-        return await self._log("/admin/puts")
+    async def puts(self, after: int = 0) -> list[dict[str, Any]]:
+        """Every PUT the hub received (after id `after`), in order, with what it held then
+        and its answer."""
+        return await self._log("/admin/puts", after)
 
-    async def _log(self, path: str) -> list[dict[str, Any]]:
+    async def _log(self, path: str, after: int = 0) -> list[dict[str, Any]]:
         entries: list[dict[str, Any]] = []
         async with self.hub() as hub:
             while True:
-                after = entries[-1]["id"] if entries else 0
-                page = (await hub.get(path, params={"after": after})).json()
+                since = entries[-1]["id"] if entries else after
+                page = (await hub.get(path, params={"after": since})).json()
                 if not page:
                     return entries
                 entries += page
@@ -263,6 +266,29 @@ class Pipeline:
             return held if held == latest else None
 
         return await eventually(same, timeout=timeout, interval=0.5)
+
+    # --- the connector's operator endpoints (open: the stack sets no credential) ---------
+
+    def connector(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.stack.url("connector"), timeout=10)
+
+    async def deliveries(self, state: str | None = None) -> list[dict[str, Any]]:
+        """The connector's delivery state of each scope (in `state` only, if given)."""
+        async with self.connector() as connector:
+            answer = await connector.get(
+                "/v1/admin/deliveries", params={"state": state} if state else None
+            )
+        answer.raise_for_status()
+        listed: list[dict[str, Any]] = answer.json()
+        return listed
+
+    async def retry_parked(self) -> int:
+        """An operator's command: the parked snapshots are sent again; how many scopes."""
+        async with self.connector() as connector:
+            answer = await connector.post("/v1/admin/deliveries/retry-parked")
+        answer.raise_for_status()
+        released: int = answer.json()["released"]
+        return released
 
     async def sync_results(self, since: int = 0) -> list[HubSyncResult]:
         """hub.sync.v1 from the `since`-th record read (in read order)."""
@@ -289,6 +315,13 @@ def sample(
         for (sample_name, sample_labels), value in samples.items()
         if sample_name == name and set(labels.items()) <= set(sample_labels)
     )
+
+
+def logged(stack: Stack, service: str, event: str) -> list[dict[str, Any]]:
+    """The JSON lines of `service`'s log that record `event`."""
+    lines = (stack.logs / f"{service}.log").read_text(errors="replace").splitlines()
+    entries = [json.loads(line) for line in lines if line.startswith("{")]
+    return [entry for entry in entries if entry.get("event") == event]
 
 
 def older_than_held(puts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -9,7 +9,11 @@ duplicates, refusals) keep arriving while the hub misbehaves:
 2. 30 % of requests are refused with 503, each one 300 ms slow: the hub converges anyway;
 3. the connector is SIGKILLed while a delivery is at the hub, and restarted; then the
    hub simulator is too (its tokens are gone, what it stored is not);
-4. the hub is down for 60 seconds: the circuit opens, and the hub catches up once it is back.
+4. the hub is down for 60 seconds: the circuit opens, and the hub catches up once it is back;
+5. the hub refuses the province's snapshots (422): the connector parks them, shows them in
+   its metrics, log and delivery state, sends the districts' meanwhile, and sends exactly
+   the latest version once the refusal is lifted and an operator retries, or once a new
+   version comes.
 
 After each: for every synced scope the hub holds exactly the latest version aggregation
 emitted (read from aggregates.v1 to its end), body for body; its log of stored versions
@@ -38,6 +42,7 @@ from tests.system.delivery_audit import (
     Pipeline,
     ReportFeed,
     Scope,
+    logged,
     never_back_a_version,
     older_than_held,
     sample,
@@ -183,15 +188,22 @@ async def test_a_connector_killed_mid_delivery_and_a_restarted_hub_lose_nothing(
     stack: Stack, pipeline: Pipeline, feed: ReportFeed
 ) -> None:
     await pipeline.set_faults(latency_ms=1500)
+    earlier = await pipeline.puts()
+    mark = earlier[-1]["id"] if earlier else 0
 
     async def put_in_flight() -> bool:
         hub = await pipeline.metrics("hub_simulator")
         return sample(hub, "baocao_hubsim_requests_in_progress", endpoint="put") >= 1
 
+    async def unanswered() -> list[dict[str, object]]:
+        """PUTs the hub's log shows arrived and not yet answered (1.5 s each)."""
+        return [p for p in await pipeline.puts(mark) if p["answered_at"] is None]
+
     feeding = asyncio.create_task(feed.send_for(25, RATE))
     try:
-        await eventually(put_in_flight, timeout=60, interval=0.05)
+        at_the_hub = await eventually(unanswered, timeout=60, interval=0.05)
         await asyncio.to_thread(stack.kill, "connector")  # SIGKILL, a delivery at the hub
+        killed_at = stack_now(stack)
         await asyncio.to_thread(stack.start, "connector")
         await asyncio.to_thread(stack.wait_ready, "connector")
         await eventually(put_in_flight, timeout=60, interval=0.05)
@@ -202,6 +214,18 @@ async def test_a_connector_killed_mid_delivery_and_a_restarted_hub_lose_nothing(
         await feeding
     await pipeline.set_faults()
     await assert_the_hub_holds_exactly_the_latest(pipeline, feed)
+
+    # What was at the hub when the connector died was never acknowledged to it: the new
+    # connector sent each of those scopes again (that version, or a newer one).
+    again = [
+        p for p in await pipeline.puts(mark) if datetime.fromisoformat(p["arrived_at"]) >= killed_at
+    ]
+    for cut in at_the_hub:
+        scope = (cut["regime"], cut["period"], cut["unit"])
+        assert any(
+            (p["regime"], p["period"], p["unit"]) == scope and p["version"] >= cut["version"]
+            for p in again
+        ), cut
 
 
 @pytest.mark.timeout(400)
@@ -244,6 +268,123 @@ async def test_after_a_60_second_hub_outage_the_hub_holds_every_latest_version(
     down_from = answered + timedelta(seconds=1)
     stored = [datetime.fromisoformat(e["stored_at"]) for e in log]
     assert [at for at in stored if down_from <= at < down_to] == []
+    # ...and what came meanwhile was stored once it was back.
+    assert [at for at in stored if at >= answered + OUTAGE], "nothing stored after the outage"
     puts = [p for p in await pipeline.puts() if p["answered_at"] is not None]
     during = [p for p in puts if down_from <= datetime.fromisoformat(p["arrived_at"]) < down_to]
     assert {(p["status"], p["outcome"]) for p in during} <= {(503, "outage")}
+
+
+async def park_the_province(
+    stack: Stack, pipeline: Pipeline, feed: ReportFeed
+) -> tuple[dict[Scope, int], dict[Scope, dict[str, object]]]:
+    """With the hub refusing the province, send reports until each province scope with a
+    new version is parked and every other scope delivered. Returns the version parked per
+    scope, and the latest snapshot of every synced scope."""
+    province = CATALOG.province
+    knobs = await pipeline.set_faults(refuse_units=[province])
+    assert knobs["refuse_units"] == [province]
+    since = len(await pipeline.sync_results())
+    await feed.send_for(5, RATE)
+    latest = await pipeline.settle(feed.sent)
+
+    async def the_others_delivered() -> dict[Scope, dict[str, object]] | None:
+        """What the hub holds once only province scopes are behind it: one refused scope
+        holds no other back, the districts are delivered meanwhile."""
+        held = await pipeline.held()
+        behind = {scope[2] for scope, body in latest.items() if held.get(scope) != body}
+        return held if behind <= {province} else None
+
+    held = await eventually(the_others_delivered, timeout=60, interval=0.5)
+    parked = {
+        scope: int(body["version"]) for scope, body in latest.items() if held.get(scope) != body
+    }
+    assert parked, "no province scope had a new version"
+
+    async def listed() -> bool:
+        rows = await pipeline.deliveries("parked")
+        return {(r["regime"], r["period"], r["unit"]): r["parked_version"] for r in rows} == parked
+
+    async def counted() -> bool:
+        found = sample(await pipeline.metrics("connector"), "baocao_hub_parked_scopes")
+        return found == len(parked)
+
+    await eventually(listed, timeout=60, interval=0.5)
+    await eventually(counted, timeout=30, interval=0.5)  # the gauge is refreshed every 5 s
+    refused = [
+        r for r in await pipeline.sync_results(since) if r.outcome is DeliveryOutcome.REFUSED
+    ]
+    assert {(r.regime, r.period, r.unit) for r in refused} == set(parked)
+    assert {(r.regime, r.period, r.unit, r.version) for r in refused} >= {
+        (*scope, version) for scope, version in parked.items()
+    }
+    assert {r.status_code for r in refused} == {422}
+    assert all("refuse_units" in (r.error or "") for r in refused), refused
+    # Parked, not retried: each version the hub refused was sent once (a PUT answered 401
+    # is the same attempt, sent again with a fresh token).
+    puts = [p for p in await pipeline.puts() if p["status"] != 401]
+    for scope, version in parked.items():
+        sent = [
+            p
+            for p in puts
+            if (p["regime"], p["period"], p["unit"], p["version"]) == (*scope, version)
+        ]
+        assert [(p["status"], p["outcome"]) for p in sent] == [(422, "refused")], sent
+    lines = logged(stack, "connector", "hub_delivery_parked")
+    assert {(e["regime"], e["period"], e["unit"], e["version"]) for e in lines} >= {
+        (*scope, version) for scope, version in parked.items()
+    }
+    return parked, latest
+
+
+@pytest.mark.timeout(300)
+async def test_a_refused_province_is_parked_until_an_operator_retries_it(
+    stack: Stack, pipeline: Pipeline, feed: ReportFeed
+) -> None:
+    parked, latest = await park_the_province(stack, pipeline, feed)
+    await pipeline.set_faults()  # the cause is fixed at the hub: nothing tells the connector
+    stored_before = len(await pipeline.received())
+
+    assert await pipeline.retry_parked() == len(parked)
+    assert await pipeline.hub_holds(latest) == latest
+    # The retry sent each parked scope's version, the latest, and stored nothing else.
+    stored = [
+        (e["regime"], e["period"], e["unit"], e["version"])
+        for e in (await pipeline.received())[stored_before:]
+    ]
+    assert sorted(stored) == sorted((*scope, version) for scope, version in parked.items())
+    assert await pipeline.deliveries("parked") == []
+
+    async def none_parked() -> bool:
+        return sample(await pipeline.metrics("connector"), "baocao_hub_parked_scopes") == 0
+
+    await eventually(none_parked, timeout=30, interval=0.5)
+    await assert_the_hub_holds_exactly_the_latest(pipeline, feed)
+
+
+@pytest.mark.timeout(300)
+async def test_a_refused_province_is_sent_again_when_a_new_version_comes(
+    stack: Stack, pipeline: Pipeline, feed: ReportFeed
+) -> None:
+    parked, _ = await park_the_province(stack, pipeline, feed)
+    await pipeline.set_faults()
+    stored_before = len(await pipeline.received())
+
+    async def superseded() -> dict[Scope, dict[str, object]] | None:
+        """More reports, until each parked scope has a newer version (no operator acts)."""
+        await feed.send_for(2, RATE)
+        latest = await pipeline.settle(feed.sent)
+        newer = all(int(latest[scope]["version"]) > v for scope, v in parked.items())
+        return latest if newer else None
+
+    latest = await eventually(superseded, timeout=120, interval=0)
+    await pipeline.hub_holds(latest)
+    assert await pipeline.deliveries("parked") == []
+    # The versions refused were never stored: the new ones took their place.
+    stored = {
+        (e["regime"], e["period"], e["unit"], e["version"])
+        for e in (await pipeline.received())[stored_before:]
+    }
+    assert stored & {(*scope, version) for scope, version in parked.items()} == set()
+    assert {(*scope, latest[scope]["version"]) for scope in parked} <= stored
+    await assert_the_hub_holds_exactly_the_latest(pipeline, feed)
