@@ -100,6 +100,25 @@ class PostgresSettings(_Section):
         return f"{self.schema_prefix}{service}"
 
 
+DAY_MS = 86_400_000
+
+
+class RetentionSection(_Section):
+    """How long Kafka keeps records. PostgreSQL holds every report and verdict for good;
+    Kafka's retention only has to outlast a consumer's downtime. Topic provisioning sets it
+    on every topic, and submission on each source's own topics as it creates them."""
+
+    events_days: int = Field(
+        default=14,
+        ge=1,
+        description="Reports, verdicts and hub results: longer than the Tết holiday (up to "
+        "9 days), so a consumer stopped over it loses nothing.",
+    )
+    dlq_days: int = Field(
+        default=30, ge=1, description="Dead letters: time for an operator to inspect and replay."
+    )
+
+
 class HubSettings(_Section):
     """The national hub (Hệ thống thông tin báo cáo Chính phủ), or its simulator."""
 
@@ -121,6 +140,7 @@ class ServiceSettings(BaseSettings):
 
     kafka: KafkaSettings = KafkaSettings()
     postgres: PostgresSettings = PostgresSettings()
+    topics: RetentionSection = RetentionSection()
     now: AwareDatetime | None = Field(
         default=None,
         description="Start the clock at this instant (ISO 8601 with offset); unset in production.",

@@ -9,9 +9,9 @@ from faststream.kafka.annotations import KafkaMessage
 from shared.contracts import INBOUND, OUTCOMES
 from shared.kafka_client import consumer_options
 from shared.runtime import Runtime
+from shared.source_topics import inbound_pattern
 
 from .ingest import Ingest
-from .kafka_access import inbound_pattern
 
 
 def build_router(runtime: Runtime, ingest: Ingest, *, authenticates: bool = False) -> KafkaRouter:

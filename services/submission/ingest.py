@@ -47,10 +47,11 @@ from shared.observability.metrics import stage_work
 from shared.outbox import OutboxMessage
 from shared.pacing import paced
 from shared.runtime import Runtime
+from shared.source_topics import outcomes_topic, sender_of
 
 from . import store
 from .intake import Limits, Readable, Unreadable, read
-from .kafka_access import SourceTopics, outcomes_topic, sender_of
+from .kafka_access import SourceTopics
 from .senders import Source, admit, admit_as_named
 from .settings import SubmissionSection
 from .store import PendingDuplicate, StoredReport
@@ -97,7 +98,9 @@ class Ingest:
         )
         self.authenticates = section.sender_authentication
         self._signed_regimes = frozenset(section.signed_regimes)
-        self._source_topics = SourceTopics(runtime.settings.kafka, section.source_partitions)
+        self._source_topics = SourceTopics(
+            runtime.settings.kafka, section.source_partitions, runtime.settings.topics
+        )
         runtime.metrics.prepare_intake(runtime.catalog.regime_codes)
         runtime.metrics.prepare_stage(HTTP_STAGE)
 

@@ -7,8 +7,9 @@ verdicts from `reports.outcomes.v1.s`, the only topic it may READ, with consumer
 named `s.<anything>`: the prefix ends with the dot, which no source name holds, so source
 `xa-1` cannot join `xa-10.outcomes`, and no source but one named `baocao` (reserved) would
 match the system's own groups. Submission reads every `reports.inbound.v1.<source>` topic
-by pattern and takes the sender from the topic's name; what a record claims (`source`,
-`unit`) is then checked against that sender's registration. The shared
+by pattern and takes the sender from the topic's name (`shared.source_topics` names them);
+what a record claims (`source`, `unit`) is then checked against that sender's registration.
+The topics get the retention and `min.insync.replicas` of the system's own. The shared
 `reports.inbound.v1` stays for the local run without authentication, and no source may
 write it.
 
@@ -18,7 +19,6 @@ broker since 2.0 serves); aiokafka has the requests but no public method for the
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -26,10 +26,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.protocol.admin import CreateAclsRequest, DeleteAclsRequest
 
-from shared.contracts import INBOUND, OUTCOMES
 from shared.kafka_client import client_options
 from shared.logging import get_logger
-from shared.settings import KafkaSettings
+from shared.settings import KafkaSettings, RetentionSection
+from shared.source_topics import inbound_topic, outcomes_topic, source_topic_configs
 
 log = get_logger(__name__)
 
@@ -64,27 +64,6 @@ class Acl:
     pattern: PatternType
     principal: str
     operation: Operation
-
-
-def inbound_topic(kafka: KafkaSettings, source: str) -> str:
-    return kafka.topic(f"{INBOUND.name}.{source}")
-
-
-def outcomes_topic(kafka: KafkaSettings, source: str) -> str:
-    return kafka.topic(f"{OUTCOMES.name}.{source}")
-
-
-def inbound_pattern(kafka: KafkaSettings) -> str:
-    """Every source's inbound topic, and neither the shared one nor its dead letters."""
-    prefix = re.escape(kafka.topic(INBOUND.name) + ".")
-    return f"^{prefix}(?!dlq$)[a-z0-9](?:[a-z0-9-]{{0,62}}[a-z0-9])?$"
-
-
-def sender_of(kafka: KafkaSettings, topic: str) -> str | None:
-    """The source whose own inbound topic `topic` is, or None."""
-    if re.match(inbound_pattern(kafka), topic) is None:
-        return None
-    return topic[len(kafka.topic(INBOUND.name)) + 1 :]
 
 
 def group_prefix(kafka: KafkaSettings, source: str) -> str:
@@ -124,10 +103,11 @@ def former_acls(kafka: KafkaSettings, source: str, principal: str) -> list[Acl]:
     ]
 
 
-def source_topics(kafka: KafkaSettings, source: str, partitions: int) -> list[NewTopic]:
-    configs = {}
-    if kafka.min_insync_replicas is not None:
-        configs["min.insync.replicas"] = str(kafka.min_insync_replicas)
+def source_topics(
+    kafka: KafkaSettings, source: str, partitions: int, retention: RetentionSection
+) -> list[NewTopic]:
+    """A source's two topics, with the settings topic provisioning holds them to."""
+    configs = source_topic_configs(kafka, retention)
     return [
         NewTopic(name, partitions, kafka.replication_factor, topic_configs=configs)
         for name in (inbound_topic(kafka, source), outcomes_topic(kafka, source))
@@ -177,14 +157,19 @@ async def delete_acls(admin: AIOKafkaAdminClient, acls: list[Acl]) -> int:
 
 
 async def provision_source(
-    kafka: KafkaSettings, source: str, principal: str, partitions: int
+    kafka: KafkaSettings,
+    source: str,
+    principal: str,
+    partitions: int,
+    retention: RetentionSection,
 ) -> tuple[list[str], list[Acl]]:
     """Create a source's two topics and its ACLs (idempotent), and remove the ACLs earlier
     versions granted in their place; needs an admin's login."""
     admin = AIOKafkaAdminClient(**client_options(kafka))
     await admin.start()
     try:
-        created = await create_topics(admin, source_topics(kafka, source, partitions))
+        topics = source_topics(kafka, source, partitions, retention)
+        created = await create_topics(admin, topics)
         acls = source_acls(kafka, source, principal)
         await create_acls(admin, acls)
         await delete_acls(admin, former_acls(kafka, source, principal))
@@ -209,9 +194,10 @@ class SourceTopics:
     """Makes sure each sender's outcome topic exists before a verdict is queued for it: the
     outbox relays in order, and a message to a missing topic would hold every later one."""
 
-    def __init__(self, kafka: KafkaSettings, partitions: int) -> None:
+    def __init__(self, kafka: KafkaSettings, partitions: int, retention: RetentionSection) -> None:
         self._kafka = kafka
         self._partitions = partitions
+        self._retention = retention
         self._known: set[str] = set()
 
     async def ensure(self, senders: set[str]) -> None:
@@ -221,7 +207,11 @@ class SourceTopics:
         admin = AIOKafkaAdminClient(**client_options(self._kafka))
         await admin.start()
         try:
-            topics = [t for s in missing for t in source_topics(self._kafka, s, self._partitions)]
+            topics = [
+                topic
+                for source in missing
+                for topic in source_topics(self._kafka, source, self._partitions, self._retention)
+            ]
             created = await create_topics(admin, topics)
         finally:
             await admin.close()

@@ -40,16 +40,10 @@ from pydantic import SecretStr
 from shared.catalog import load_catalog
 from shared.clock import TIMEZONE
 from shared.db import Connection, Pool, create_pool, migrate
+from shared.source_topics import inbound_topic, outcomes_topic
 
 from . import registry, store
-from .kafka_access import (
-    group_collision,
-    group_prefix,
-    inbound_topic,
-    outcomes_topic,
-    provision_source,
-    remove_source_access,
-)
+from .kafka_access import group_collision, group_prefix, provision_source, remove_source_access
 from .registry import RegistryError
 from .settings import SubmissionSettings
 from .store import Holder
@@ -258,7 +252,7 @@ async def _kafka_access(
     await registry.kafka_principal(conn, name, active=True)
     kafka = settings.kafka
     created, acls = await provision_source(
-        kafka, name, principal, settings.submission.source_partitions
+        kafka, name, principal, settings.submission.source_partitions, settings.topics
     )
     await registry.record_kafka(
         conn,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,6 +14,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from shared.kafka_client import client_options
 from shared.settings import KafkaSettings
+from shared.source_topics import source_topic_pattern
 from shared.topics import TOPIC_ALREADY_EXISTS, check_leaders, new_topics
 
 from .plan import DesiredTopic, Plan, TopicState
@@ -60,6 +62,12 @@ async def connected(kafka: KafkaSettings, deadline_s: float) -> AsyncIterator[AI
 async def broker_count(admin: AIOKafkaAdminClient) -> int:
     described: dict[str, Any] = await admin.describe_cluster()
     return len(described["brokers"])
+
+
+async def source_topic_names(admin: AIOKafkaAdminClient, kafka: KafkaSettings) -> list[str]:
+    """Each source's topics on the cluster, found by their names."""
+    pattern = re.compile(source_topic_pattern(kafka))
+    return sorted(name for name in await admin.list_topics() if pattern.match(name))
 
 
 async def read_state(admin: AIOKafkaAdminClient, names: Iterable[str]) -> dict[str, TopicState]:

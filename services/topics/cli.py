@@ -2,22 +2,27 @@
 
 Reads the same settings as the services (`BAOCAO_KAFKA__*`: bootstrap servers, security,
 partitions, replication factor, min.insync.replicas) plus retention (`BAOCAO_TOPICS__*`),
-prints one line per decision and exits 0 when every topic is as declared, 1 when something
-needs an operator (the line says what), 2 when the cluster cannot be reached. Running it
-again changes nothing.
+reconciles the system's topics and each source's own ones found on the cluster
+(`reports.inbound.v1.<source>`, `reports.outcomes.v1.<source>`), prints one line per
+decision and exits 0 when every topic is as declared, 1 when something needs an operator
+(the line says what), 2 when the cluster cannot be reached. Running it again changes
+nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 from collections.abc import Sequence
 
 from aiokafka.errors import KafkaError
 
+from shared.source_topics import source_topic_configs
+
 from . import admin
-from .plan import Plan, check_durability, describe, plan, with_retention
+from .plan import Plan, check_durability, describe, found_source_topics, plan, with_retention
 from .settings import TopicsSettings
 
 CONNECT_DEADLINE_S = 120.0
@@ -33,14 +38,17 @@ async def provision(settings: TopicsSettings, *, dry_run: bool) -> Plan:
         problems, notes = check_durability(
             kafka.replication_factor, kafka.min_insync_replicas, brokers
         )
-        actual = await admin.read_state(client, [t.name for t in desired])
+        sources = await admin.source_topic_names(client, kafka)
+        actual = await admin.read_state(client, [*(t.name for t in desired), *sources])
+        configs = source_topic_configs(kafka, settings.topics)
+        found = [actual[name] for name in sources if name in actual]
+        desired += found_source_topics(found, kafka.replication_factor, configs)
         decided = plan(desired, actual)
-        decided = Plan(
-            decided.create,
-            decided.reconfigure,
-            decided.in_sync,
-            (*problems, *decided.problems),
-            (*notes, *decided.notes),
+        decided = dataclasses.replace(
+            decided,
+            problems=(*problems, *decided.problems),
+            notes=(*notes, *decided.notes),
+            source_topics=tuple(state.name for state in found),
         )
         if not dry_run and not problems:
             await admin.apply(client, decided)

@@ -6,6 +6,10 @@ itself. More partitions would move keys (`regime|period`) to other partitions wh
 records of the same key wait in the old one, breaking the one-owner-per-scope ordering the
 design relies on; a new replication factor needs a partition reassignment. Both are
 reported for an operator to plan.
+
+Each source's own topics (`shared.source_topics`) are submission's to create, with the
+partitions it is configured for; found on the cluster, they are held to the settings of the
+system's topics like the others.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-DAY_MS = 86_400_000
+from shared.settings import DAY_MS
+
 DLQ_SUFFIX = ".dlq"
 
 
@@ -56,6 +61,8 @@ class Plan:
     problems: tuple[str, ...] = ()
     """What provisioning will not fix by itself: the run fails and says why."""
     notes: tuple[str, ...] = ()
+    source_topics: tuple[str, ...] = ()
+    """Each source's own topics found on the cluster (decided on like the others)."""
 
     @property
     def changes(self) -> bool:
@@ -76,6 +83,19 @@ def with_retention(
             configs["retention.ms"] = str(days * DAY_MS)
         result.append(DesiredTopic(topic.name, topic.partitions, topic.replication_factor, configs))
     return result
+
+
+def found_source_topics(
+    found: Iterable[TopicState], replication_factor: int, configs: Mapping[str, str]
+) -> list[DesiredTopic]:
+    """Each source's topics as found, to be held to `configs` and the cluster's replication
+    factor. Their partition count is taken as it is: submission chose it, and changing it
+    is not provisioning's to do for any topic. Only topics found are returned, so a source's
+    topic is never created here."""
+    return [
+        DesiredTopic(state.name, state.partitions, replication_factor, dict(configs))
+        for state in found
+    ]
 
 
 def check_durability(
@@ -153,6 +173,8 @@ def plan(desired: Iterable[DesiredTopic], actual: Mapping[str, TopicState]) -> P
 def describe(plan: Plan) -> list[str]:
     """One line per decision, for the operator running the command."""
     lines = []
+    if plan.source_topics:
+        lines.append(f"found {len(plan.source_topics)} topic(s) of sources by name")
     for topic in plan.create:
         settings = " ".join(f"{k}={v}" for k, v in sorted(topic.configs.items()))
         lines.append(

@@ -24,17 +24,13 @@ from aiokafka.errors import (
 
 from services.submission import registry_cli
 from services.submission.app import build_app
-from services.submission.kafka_access import (
-    create_acls,
-    former_acls,
-    inbound_topic,
-    outcomes_topic,
-)
+from services.submission.kafka_access import create_acls, former_acls
 from services.submission.settings import SubmissionSection, SubmissionSettings
 from shared import codec
 from shared.contracts import INBOUND, OUTCOMES, RECEIVED, Outcome, ReceivedReport, Status
 from shared.kafka_client import client_options
 from shared.settings import PostgresSettings
+from shared.source_topics import inbound_topic, outcomes_topic
 from tests import factories
 from tests.harness import eventually, running
 from tests.secure_broker import SecureBroker, secure_broker

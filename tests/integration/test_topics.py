@@ -1,5 +1,6 @@
 """Topic provisioning against the real broker: creates, then changes nothing, then sets a
-drifted setting back without touching the topic's other settings. The step every service
+drifted setting back without touching the topic's other settings; each source's own topics
+are found by name and held to the same settings. The step every service
 runs at start (`shared.topics.ensure_topics`) creates each topic and its `.dlq` companion
 once, with the configured partitions, `aggregates.v1` alone compacted; run again, it
 creates nothing."""
@@ -12,11 +13,12 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from services.submission.kafka_access import SourceTopics
 from services.topics.admin import read_state
 from services.topics.cli import provision
-from services.topics.plan import DAY_MS
 from services.topics.settings import TopicsSettings
-from shared.settings import KafkaSettings
+from shared.settings import DAY_MS, KafkaSettings, RetentionSection
+from shared.source_topics import inbound_topic, outcomes_topic
 from shared.topics import ensure_topics
 from tests.harness import eventually
 
@@ -63,6 +65,55 @@ async def test_provisioning_is_idempotent_and_repairs_drift(
     finally:
         await admin.close()
     assert not (await provision(settings, dry_run=False)).changes
+
+
+async def test_each_sources_topics_are_found_and_given_the_events_retention(
+    kafka_bootstrap: str, namespace: str
+) -> None:
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, namespace=namespace, partitions=3)
+    settings = TopicsSettings(kafka=kafka)
+    # Created as earlier versions of submission did: no retention of their own, so the
+    # broker's default (7 days) applies, or one an operator set by hand.
+    drifted: dict[str, dict[str, str]] = {
+        inbound_topic(kafka, "motcua-a"): {"retention.ms": "3600000"},
+        outcomes_topic(kafka, "motcua-a"): {},
+    }
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(name, 2, 1, topic_configs=configs) for name, configs in drifted.items()]
+        )
+        # Created as submission creates them now.
+        await SourceTopics(kafka, 2, RetentionSection()).ensure({"motcua-b"})
+        current = {inbound_topic(kafka, "motcua-b"), outcomes_topic(kafka, "motcua-b")}
+
+        async def listed() -> bool:
+            names = set(await admin.list_topics())
+            return set(drifted) | current <= names
+
+        await eventually(listed)
+        first = await provision(settings, dry_run=False)
+
+        assert not first.problems
+        assert set(first.source_topics) == set(drifted) | current
+        assert {c.topic for c in first.reconfigure} == set(drifted)
+        assert current <= set(first.in_sync)
+
+        async def reconfigured() -> bool:
+            # A configuration change reaches the broker's metadata a moment after it is made.
+            states = await read_state(admin, [*drifted, *current])
+            return {s.configs["retention.ms"] for s in states.values()} == {str(14 * DAY_MS)}
+
+        await eventually(reconfigured)
+        states = await read_state(admin, [*drifted, *current])
+    finally:
+        await admin.close()
+    assert {s.partitions for s in states.values()} == {2}  # as created, not the declared 3
+    again = await provision(settings, dry_run=False)
+    assert not again.changes
+    assert set(again.source_topics) <= set(again.in_sync)
+    assert len(again.source_topics) == 4
 
 
 BASE_TOPICS = (

@@ -30,12 +30,12 @@ from aiokafka.errors import TopicAuthorizationFailedError
 
 from services.aggregation.folds import fold, frame_for, snapshot
 from services.submission import registry_cli
-from services.submission.kafka_access import inbound_topic, outcomes_topic
 from services.submission.settings import SubmissionSection, SubmissionSettings
 from shared import codec
 from shared.catalog import load_catalog
 from shared.contracts import AcceptedReport, Outcome, Report
 from shared.settings import REPO_ROOT, PostgresSettings
+from shared.source_topics import inbound_topic, outcomes_topic
 from tests import factories
 from tests.harness import eventually
 from tests.secure_broker import SecureBroker, secure_broker

@@ -22,9 +22,9 @@ import pytest
 import yaml
 
 from devstack.kafka import KAFKA_VERSION
-from services.submission.kafka_access import inbound_pattern, inbound_topic
 from shared.contracts import ACCEPTED, AGGREGATES, INBOUND, OUTCOMES, RECEIVED
 from shared.settings import REPO_ROOT, KafkaSettings
+from shared.source_topics import inbound_pattern, inbound_topic
 from tests.compose_file import (
     BROKERS,
     broker_properties,

@@ -1,5 +1,6 @@
 """Each source's Kafka topics and ACLs: the pattern submission reads takes every source's
-inbound topic and nothing else, and a source's principal gets only its own two topics."""
+inbound topic and nothing else, a source's principal gets only its own two topics, and they
+are created with the settings topic provisioning holds them to."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from services.submission.kafka_access import (
     PatternType,
     ResourceType,
     group_collision,
-    inbound_pattern,
-    sender_of,
     source_acls,
+    source_topics,
 )
-from shared.settings import KafkaSettings
+from services.topics.plan import TopicState, found_source_topics, plan
+from shared.settings import DAY_MS, KafkaSettings, RetentionSection
+from shared.source_topics import inbound_pattern, sender_of, source_topic_configs
 
 pytestmark = pytest.mark.unit
 
@@ -55,6 +57,26 @@ def test_a_source_may_write_its_inbound_topic_and_read_its_outcomes_only() -> No
         (ResourceType.GROUP, "t1_motcua-a.", PatternType.PREFIXED, Operation.READ),
     }
     assert {a.principal for a in source_acls(KAFKA, "motcua-a", "user-a")} == {"User:user-a"}
+
+
+def test_a_sources_topics_are_created_as_topic_provisioning_holds_them() -> None:
+    kafka = KafkaSettings(replication_factor=3, min_insync_replicas=2)
+    retention = RetentionSection(events_days=21)
+
+    created = source_topics(kafka, "motcua-a", 3, retention)
+
+    assert [t.name for t in created] == [
+        "reports.inbound.v1.motcua-a",
+        "reports.outcomes.v1.motcua-a",
+    ]
+    assert all(t.topic_configs["retention.ms"] == str(21 * DAY_MS) for t in created)
+    assert all(t.topic_configs["min.insync.replicas"] == "2" for t in created)
+    states = [
+        TopicState(t.name, t.num_partitions, t.replication_factor, t.topic_configs, t.topic_configs)
+        for t in created
+    ]
+    wanted = found_source_topics(states, 3, source_topic_configs(kafka, retention))
+    assert not plan(wanted, {s.name: s for s in states}).changes
 
 
 def groups_of(source: str, kafka: KafkaSettings = KAFKA) -> str:

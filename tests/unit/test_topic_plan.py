@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
 import pytest
 
 from services.topics.admin import declared_topics
 from services.topics.plan import (
-    DAY_MS,
     DesiredTopic,
     TopicState,
     check_durability,
     describe,
+    found_source_topics,
     plan,
     with_retention,
 )
-from shared.settings import KafkaSettings
+from shared.settings import DAY_MS, KafkaSettings, RetentionSection
+from shared.source_topics import source_topic_configs, source_topic_pattern
 
 PRODUCTION = KafkaSettings(partitions=12, replication_factor=3, min_insync_replicas=2)
 
@@ -125,3 +129,82 @@ def test_durability_settings_are_checked_against_the_cluster(
         assert notes == []
     else:
         assert any(note in n for n in notes)
+
+
+@pytest.mark.parametrize(
+    ("topic", "found"),
+    [
+        ("t1_reports.inbound.v1.motcua-a", True),
+        ("t1_reports.outcomes.v1.motcua-a", True),
+        ("t1_reports.outcomes.v1.a", True),
+        ("t1_reports.inbound.v1", False),  # the system's own
+        ("t1_reports.outcomes.v1.dlq", False),  # its dead letters
+        ("t1_reports.received.v1.motcua-a", False),  # no source has its own copy of it
+        ("t1_reports.outcomes.v1.motcua-a.dlq", False),
+        ("reports.outcomes.v1.motcua-a", False),  # another namespace
+        ("t1Xreports.outcomes.v1.a", False),  # the namespace is escaped, not a regex
+    ],
+)
+def test_each_sources_topics_are_found_by_name_and_nothing_else(topic: str, found: bool) -> None:
+    assert bool(re.match(source_topic_pattern(KafkaSettings(namespace="t1_")), topic)) is found
+
+
+BROKER_DEFAULTS = {"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)}
+
+
+def source_topic(
+    name: str, overrides: dict[str, str], partitions: int = 3, replicas: int = 3
+) -> TopicState:
+    """A topic as the cluster describes it: the broker's defaults under its own values."""
+    return TopicState(name, partitions, replicas, BROKER_DEFAULTS | overrides, overrides)
+
+
+def test_sources_topics_found_get_the_event_retention_and_min_isr_of_the_others() -> None:
+    configs = source_topic_configs(PRODUCTION, RetentionSection(events_days=14))
+    # As `sources create` made them before: min ISR only, the broker's 7 days of retention.
+    inbound = source_topic("reports.inbound.v1.motcua-a", {"min.insync.replicas": "2"})
+    outcomes = source_topic("reports.outcomes.v1.motcua-a", {"retention.ms": "3600000"})
+    actual = {t.name: as_created(t) for t in desired()} | {
+        inbound.name: inbound,
+        outcomes.name: outcomes,
+    }
+
+    found = found_source_topics([inbound, outcomes], PRODUCTION.replication_factor, configs)
+    decided = plan([*desired(), *found], actual)
+
+    assert not decided.create
+    assert not decided.problems
+    changed = {c.topic: c for c in decided.reconfigure}
+    assert set(changed) == {inbound.name, outcomes.name}
+    assert changed[inbound.name].changes == {"retention.ms": (str(7 * DAY_MS), str(14 * DAY_MS))}
+    assert changed[outcomes.name].changes == {
+        "retention.ms": ("3600000", str(14 * DAY_MS)),
+        "min.insync.replicas": (None, "2"),
+    }
+    assert changed[outcomes.name].configs == {
+        "cleanup.policy": "delete",
+        "retention.ms": str(14 * DAY_MS),
+        "min.insync.replicas": "2",
+    }
+    assert not plan(found, {t.name: as_created(t) for t in found}).changes
+
+
+def test_a_sources_topic_keeps_its_partitions_and_its_replication_is_only_reported() -> None:
+    configs = source_topic_configs(PRODUCTION, RetentionSection())
+    few = source_topic("reports.inbound.v1.a", configs, partitions=1, replicas=1)
+
+    decided = plan(found_source_topics([few], 3, configs), {few.name: few})
+
+    assert not decided.changes
+    assert decided.problems == (
+        "reports.inbound.v1.a: replication factor 1, 3 wanted; reassign its partitions "
+        "(kafka-reassign-partitions) to change it",
+    )
+
+
+def test_the_sources_topics_found_are_counted_in_the_output() -> None:
+    decided = plan([], {})
+    shown = dataclasses.replace(decided, source_topics=("reports.inbound.v1.a",))
+
+    assert describe(shown)[0] == "found 1 topic(s) of sources by name"
+    assert not any("sources" in line for line in describe(decided))
