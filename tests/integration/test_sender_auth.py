@@ -4,7 +4,6 @@ command line that manages sources and operators, and the audit log it writes."""
 
 from __future__ import annotations
 
-import io
 import json
 from datetime import datetime
 from typing import Any
@@ -12,40 +11,16 @@ from typing import Any
 import asyncpg
 import httpx
 
-from services.submission import registry_cli
 from services.submission.app import build_app
 from services.submission.settings import SubmissionSection, SubmissionSettings
 from shared import codec
 from shared.contracts import INBOUND, OUTCOMES, RECEIVED, Outcome, ReceivedReport
 from tests import factories
 from tests.harness import TopicReader, eventually, produce, running, service_settings
+from tests.registry import cli, secured
 from tests.signing import private_key, public_key_b64, signed
 
 NOW = datetime.fromisoformat("2026-03-16T10:00:00+07:00")
-
-
-def secured(namespace: str, bootstrap: str, dsn: str, **section: Any) -> SubmissionSettings:
-    fields: dict[str, Any] = {
-        "sender_authentication": True,
-        "unauthenticated_kafka": True,  # the shared test broker is PLAINTEXT, on loopback
-        "signed_regimes": ("NVCP-S",),
-        "rate_limit": "1000/minute",
-        **section,
-    }
-    return service_settings(
-        SubmissionSettings,
-        namespace,
-        bootstrap,
-        dsn,
-        now=NOW,
-        submission=SubmissionSection(**fields),
-    )
-
-
-async def cli(config: SubmissionSettings, *argv: str, status: int = 0) -> str:
-    out, err = io.StringIO(), io.StringIO()
-    assert await registry_cli.run(argv, config, out=out, err=err) == status, err.getvalue()
-    return out.getvalue().strip() if status == 0 else err.getvalue()
 
 
 def bearer(credential: str) -> dict[str, str]:

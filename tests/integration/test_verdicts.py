@@ -1,37 +1,52 @@
 """Every verdict reaches the sender, over Kafka and over HTTP, with real servers behind.
 
-Proves, with submission and validation running together: each code of DESIGN §3 that the
-system produces today (E100..E130, E150) comes back for a real report sent on the inbound
-topic and for one sent to `POST /v1/reports`, on the field at fault, on
-reports.outcomes.v1 and at `GET /v1/reports/{report_id}`; a report sent again with its
-`report_id` gets the original verdict repeated with status `duplicate`, whether the
-original was accepted or rejected, and whichever channel either copy took; an operator's
-lock exception, opened through `POST /v1/admin/lock-exceptions`, is recorded, sent on
-reports.received.v1 keyed regime|period, lets that one unit report into the locked period
-until it expires, and refuses a request that names no real regime, period or unit.
+Proves, with submission and validation running together: every code of DESIGN §3 comes
+back for a real report sent on Kafka and for one sent to `POST /v1/reports`, on the field
+at fault. Without sender authentication (`CASES`, E100..E130, E142 and E150): on
+reports.outcomes.v1 and at `GET /v1/reports/{report_id}`, or in the answer to a body
+refused before it is stored. With it (`SENDER_CASES`, E140..E142): over Kafka on the
+sending source's own outcome topic, over HTTP in the answer. A guard holds the two tables
+to the codes of the message table, so that a new code without a case fails.
+
+A report sent again with its `report_id` gets the original verdict repeated with status
+`duplicate`, whether the original was accepted or rejected, and whichever channel either
+copy took; an operator's lock exception, opened through `POST /v1/admin/lock-exceptions`,
+is recorded, sent on reports.received.v1 keyed regime|period, lets that one unit report
+into the locked period until it expires, and refuses a request that names no real regime,
+period or unit.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import time
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+import httpx
+
+from services.submission.kafka_access import SourceTopics
+from services.submission.settings import SubmissionSettings
 from shared import codec
 from shared.contracts import (
     INBOUND,
     OUTCOMES,
     RECEIVED,
+    Issue,
     LockException,
     Outcome,
     Status,
     Timeliness,
 )
+from shared.messages import MESSAGES
+from shared.source_topics import inbound_topic, outcomes_topic
 from tests import factories
 from tests.harness import TopicReader, eventually, produce
 from tests.integration.validation_stack import front
+from tests.registry import cli, secured
 
 LIMIT = 4096  # submission's max_report_bytes in these tests
 
@@ -58,6 +73,9 @@ def values(**changes: Any) -> dict[str, Any]:
 
 
 KTXH = json.loads(codec.dumps(factories.KTXH_VALUES))
+# Signed with key k1, which the source the report names never registered: refused for the
+# key before the value is even read. A signature a report carries is always checked.
+SIGNATURE = {"alg": "Ed25519", "key_id": "k1", "value": base64.b64encode(bytes(64)).decode()}
 
 
 class Case(NamedTuple):
@@ -86,8 +104,30 @@ CASES = (
     Case("E114", "values.ON_TIME_RATE", {"values": values(ON_TIME_RATE=91.67)}),
     Case("E120", "values", {"values": values(CARRIED_OVER=6)}),
     Case("E130", "revision", {"revision": 1}),  # sent after revision 2 was accepted
+    Case("E142", "signature.key_id", {"signature": SIGNATURE}),
     Case("E150", None, {}),  # padded over the limit
 )
+# Refused over HTTP before it is stored: the answer itself carries the verdict.
+ANSWERED_AT_ONCE = {"E100": 422, "E142": 422, "E150": 413}
+
+# Sent with sender authentication on (`secured`), by two sources:
+SOURCE, REVOKED = "motcua-a", "motcua-z"  # both registered for TB.DH.N01; Z then revoked
+
+# The codes of the sender checks. A case's report is sent by the source its `source` field
+# names (A unless it says otherwise): over HTTP with that source's credential, over Kafka on
+# that source's own inbound topic.
+SENDER_CASES = (
+    Case("E140", None, {"source": REVOKED}),
+    Case("E141", "unit", {"unit": "TB.DH.N02"}),
+    Case("E142", "signature.key_id", {"signature": SIGNATURE}),  # A has registered no key
+)
+# Over HTTP the credential is at fault, in the request's header; over Kafka, the topic the
+# report came from, which no field of the report names.
+HTTP_ANSWERS = {"E140": (401, "(header) Authorization"), "E141": (403, None), "E142": (422, None)}
+
+# Every code of DESIGN §3: those the message table words (every issue the system gives is
+# worded from it, so no code can be given without being in it).
+CODES = frozenset(key.split(".", 1)[0] for key in MESSAGES)
 
 
 def body(case: Case, unit: str) -> bytes:
@@ -104,12 +144,39 @@ def stale_setup(unit: str) -> bytes:
     return json.dumps(document(unit=unit, revision=2)).encode()
 
 
-def assert_refused_for(case: Case, outcome: Outcome) -> None:
-    assert outcome.status is Status.REJECTED, (case, outcome)
-    assert [(i.code, i.field) for i in outcome.issues] == [(case.code, case.field)], case
-    for found in outcome.issues:
+def assert_only_issue(case: Case, issues: Sequence[Issue], field: str | None) -> None:
+    assert [(i.code, i.field) for i in issues] == [(case.code, field)], (case, issues)
+    for found in issues:
         assert found.message_vi.strip()
         assert found.message_en.strip()
+
+
+def assert_refused_for(case: Case, outcome: Outcome) -> None:
+    assert outcome.status is Status.REJECTED, (case, outcome)
+    assert_only_issue(case, outcome.issues, case.field)
+
+
+def answered_issues(answer: httpx.Response) -> list[Issue]:
+    """The issues of an HTTP answer refusing a report."""
+    return [Issue.model_validate(found) for found in answer.json()["issues"]]
+
+
+async def verdicts_on(bootstrap: str, topic: str, ids: Collection[str]) -> dict[str, Outcome]:
+    """The verdicts on the reports `ids` read from `topic`, once each has one."""
+    async with TopicReader(bootstrap, topic) as outcomes:
+
+        async def all_answered() -> dict[str, Outcome] | None:
+            seen = [codec.decode(Outcome, r.value) for r in await outcomes.poll()]
+            found = {o.report_id: o for o in seen if o.report_id in ids}
+            return found if len(found) == len(ids) else None
+
+        return await eventually(all_answered, timeout=90)
+
+
+def test_the_cases_sent_on_both_channels_cover_every_code() -> None:
+    # Each channel's tests send both tables whole: a code of the message table without a
+    # case here would be one nobody showed a real report can get.
+    assert {c.code for c in CASES} | {c.code for c in SENDER_CASES} == CODES
 
 
 async def test_every_code_comes_back_for_a_report_sent_on_kafka(
@@ -126,14 +193,7 @@ async def test_every_code_comes_back_for_a_report_sent_on_kafka(
             [(b"sender", stale_setup("TB.QP.N01"))] + [(b"sender", raw) for _, raw in sent],
         )
         ids = {json.loads(raw)["report_id"]: case for case, raw in sent}
-        async with TopicReader(kafka_bootstrap, sender.topic(OUTCOMES)) as outcomes:
-
-            async def all_answered() -> dict[str, Outcome] | None:
-                seen = [codec.decode(Outcome, r.value) for r in await outcomes.poll()]
-                found = {o.report_id: o for o in seen if o.report_id in ids}
-                return found if len(found) == len(ids) else None
-
-            answered = await eventually(all_answered, timeout=90)
+        answered = await verdicts_on(kafka_bootstrap, sender.topic(OUTCOMES), ids)
         for report_id, case in ids.items():
             assert_refused_for(case, answered[report_id])
             assert await sender.verdict(report_id) == answered[report_id]
@@ -152,14 +212,73 @@ async def test_every_code_comes_back_for_a_report_sent_over_http(
         for case in CASES:
             raw = body(case, "TB.QP.N02")
             answer = await sender.http.post("/v1/reports", content=raw)
-            if case.code in ("E100", "E150"):
-                # Not a report at all: the answer itself carries the verdict.
-                assert answer.status_code == (413 if case.code == "E150" else 422)
-                issues = [(i["code"], i["field"]) for i in answer.json()["issues"]]
-                assert issues == [(case.code, case.field)]
+            if case.code in ANSWERED_AT_ONCE:
+                assert answer.status_code == ANSWERED_AT_ONCE[case.code], (case, answer.text)
+                assert_only_issue(case, answered_issues(answer), case.field)
                 continue
             assert answer.status_code == 202, (case, answer.text)
             assert_refused_for(case, await sender.verdict(json.loads(raw)["report_id"]))
+
+
+def sent_by(case: Case) -> str:
+    return str(case.changes.get("source", SOURCE))
+
+
+def sender_body(case: Case) -> bytes:
+    return json.dumps(document(**{"source": SOURCE, **case.changes})).encode()
+
+
+async def registered(
+    namespace: str, bootstrap: str, dsn: str
+) -> tuple[SubmissionSettings, dict[str, str]]:
+    """Submission's settings with sender authentication on, and the credential of each
+    source (Z's revoked)."""
+    config = secured(namespace, bootstrap, dsn)
+    credentials = {
+        name: await cli(config, "sources", "create", name, "--unit", "TB.DH.N01")
+        for name in (SOURCE, REVOKED)
+    }
+    await cli(config, "sources", "revoke", REVOKED)
+    return config, credentials
+
+
+async def test_every_sender_code_comes_back_for_a_report_sent_on_a_sources_topic(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    config, _ = await registered(namespace, kafka_bootstrap, postgres_dsn)
+    kafka = config.kafka
+    senders = {sent_by(case) for case in SENDER_CASES}
+    # Submission finds the sources' topics by pattern when it starts: they exist before,
+    # as a registered source's do.
+    await SourceTopics(kafka, config.submission.source_partitions, config.topics).ensure(senders)
+    sent = [(case, sender_body(case)) for case in SENDER_CASES]
+    ids = {json.loads(raw)["report_id"]: case for case, raw in sent}
+    async with front(namespace, kafka_bootstrap, postgres_dsn, submission=config.submission):
+        for case, raw in sent:
+            await produce(kafka_bootstrap, inbound_topic(kafka, sent_by(case)), [(None, raw)])
+        answered: dict[str, Outcome] = {}
+        for source in sorted(senders):
+            theirs = {i for i, case in ids.items() if sent_by(case) == source}
+            answered |= await verdicts_on(kafka_bootstrap, outcomes_topic(kafka, source), theirs)
+    for report_id, case in ids.items():
+        assert_refused_for(case, answered[report_id])
+
+
+async def test_every_sender_code_comes_back_for_a_report_sent_over_http(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    config, credentials = await registered(namespace, kafka_bootstrap, postgres_dsn)
+    async with front(
+        namespace, kafka_bootstrap, postgres_dsn, submission=config.submission
+    ) as sender:
+        for case in SENDER_CASES:
+            credential = {"Authorization": f"Bearer {credentials[sent_by(case)]}"}
+            answer = await sender.http.post(
+                "/v1/reports", content=sender_body(case), headers=credential
+            )
+            status, field = HTTP_ANSWERS[case.code]
+            assert answer.status_code == status, (case, answer.text)
+            assert_only_issue(case, answered_issues(answer), field or case.field)
 
 
 async def test_a_report_sent_again_gets_its_original_verdict_as_a_duplicate(
