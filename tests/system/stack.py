@@ -1,4 +1,4 @@
-"""The whole system as processes, for system tests: start, kill, restart, address.
+"""The whole system as processes, for system tests: start, pause, kill, restart, address.
 
 Each stack has its own namespace (topics, consumer groups, schemas) and free ports, so it
 never meets another run's state. Every process reads the same `BAOCAO_NOW` and
@@ -135,10 +135,19 @@ class Stack:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
 
+    def pause(self, service: str) -> None:
+        """SIGSTOP: the process stops where it is, connections open, until `resume` or
+        `kill`; what it has committed (offsets, transactions) can then be read unmoving."""
+        os.killpg(self.processes[service].pid, signal.SIGSTOP)
+
+    def resume(self, service: str) -> None:
+        os.killpg(self.processes[service].pid, signal.SIGCONT)
+
     def stop_all(self) -> None:
         for process in self.processes.values():
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
+                os.killpg(process.pid, signal.SIGCONT)  # a paused process must run to stop
         for service, process in list(self.processes.items()):
             try:
                 process.wait(timeout=30)

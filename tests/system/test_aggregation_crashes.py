@@ -5,8 +5,12 @@ thousands of accepted reports for sixty regime-periods (both hierarchies of KSTT
 both versions of KTXH-M, NVCP-S with its text indicator), every unit with one to five
 revisions sent in shuffled order (corrections before and after what they correct),
 about a sixth of them sent twice, reach `reports.accepted.v1` in waves while the process
-is killed six times, each time at a random point of the backlog, in turn just as a batch
-is taken in and just after a batch's transaction commits, and restarted. At the end:
+is killed with SIGKILL six times, each time at a random point of the backlog, in turn just
+as a batch is taken in and just after a batch's transaction commits, and restarted. At
+that point the process is first stopped (SIGSTOP) and seen to have offsets it has not
+committed and reports it has not applied, and only then killed: every kill lands mid-work.
+A point seen only once its backlog was all done is passed over (the process resumes) for
+the next wave's; one wave is spare for that. At the end:
 
 - the latest snapshot published on `aggregates.v1` for every scope of every frame equals,
   byte for byte, the pure fold of the latest accepted revision of each unit (timed by
@@ -15,7 +19,12 @@ is taken in and just after a batch's transaction commits, and restarted. At the 
   the outbox relays twice is the same bytes), each a change from the one before, and N is
   the version stored: as many versions as distinct changes, in order;
 - `recompute` finds every stored snapshot equal to the fold of the stored contributions;
-- at least three kills, and at least one of each moment, landed with work left.
+- every kill, at least five and at each moment, landed with work left (as read once the
+  process was dead).
+
+Every random choice (the traffic, the kill points) comes from one seed, printed at the
+start (`pytest -s`, or with the failure's captured output). `BAOCAO_CRASH_SEED=<seed>`
+replays a run's traffic and kill points; the timing of each step is the machine's own.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
+import os
 import random
 import time
 from collections import defaultdict
@@ -59,8 +69,11 @@ from tests.harness import eventually, produce
 from tests.system.stack import Stack
 
 CATALOG: Catalog = load_catalog(REPO_ROOT / "catalog")
-KILLS = 6
-WAVES = KILLS + 1
+KILLS = 6  # the issue asks for five at least
+# A wave per kill, one for after the last kill, and one spare: a moment seen only once
+# its backlog was all done is passed over (the process resumes) for the next wave's.
+WAVES = KILLS + 2
+SEED_VARIABLE = "BAOCAO_CRASH_SEED"
 PARTITIONS = 6
 # The broker's minimum: a killed member's partitions are handed over within 6 s.
 SESSION_TIMEOUT_MS = 6000
@@ -168,15 +181,20 @@ MOMENTS = ("taking in", "committed")
 @dataclass
 class Kill:
     moment: str  # one of MOMENTS
-    received: float  # records the killed process had taken in
-    lag: int  # records of reports.accepted.v1 not committed when it died
-    # "committed" only: a transaction was seen committing; False when the backlog was all
-    # applied before one could be seen, so the kill came after the work.
-    after_commit: bool = True
+    received: float  # records the process had taken in when its moment was seen
+    lag: int  # records of reports.accepted.v1 whose offsets were not committed
+    unapplied: int  # reports sent that its inbox (`applied`) had no row for
 
     @property
     def mid_work(self) -> bool:
-        return self.lag > 0 and self.after_commit
+        return self.lag > 0 and self.unapplied > 0
+
+
+def crash_seed() -> int:
+    """The seed of every random choice (traffic, kill points): SEED_VARIABLE when set, to
+    replay a run, else a new one."""
+    chosen = os.environ.get(SEED_VARIABLE, "").strip()
+    return int(chosen) if chosen else random.randrange(2**32)
 
 
 async def received_so_far(stack: Stack) -> float:
@@ -240,6 +258,56 @@ async def read_all(bootstrap: str, topic: str) -> list[Any]:
         await consumer.stop()
 
 
+async def moment_seen(stack: Stack, moment: str, target: int, every: int) -> float | None:
+    """Poll until `moment` of the work: `target` records taken in and, for "committed",
+    the next transaction seen committing after that. Returns the records taken in; None
+    when all `every` reports sent were applied before a commit could be seen (the moment
+    would come after the work). Polled, not timed: the steps of a batch decide it."""
+    baseline: list[int] = []  # the inbox's size, read before the target was seen reached
+    taken: list[float] = []
+
+    async def reached() -> bool:
+        if moment == "committed":
+            # Read first: a transaction committing after this read shows as a commit
+            # below, however fast the process goes once the target is passed.
+            baseline[:] = [await rows_in(stack, "applied")]
+        taken[:] = [await received_so_far(stack)]
+        return taken[0] >= target
+
+    await eventually(reached, timeout=90, interval=0.02)
+    if moment != "committed":
+        return taken[0]
+
+    async def committed() -> str:
+        now = await rows_in(stack, "applied")
+        if now > baseline[0]:
+            return "a commit"
+        return "all applied" if now == every else ""
+
+    seen = await eventually(committed, timeout=90, interval=0.01)
+    return taken[0] if seen == "a commit" else None
+
+
+async def kill_if_working(
+    stack: Stack, topic: str, moment: str, received: float, sent: int
+) -> Kill | None:
+    """Stop aggregation (SIGSTOP) where it is and look: with offsets not committed and
+    some of the `sent` reports not applied, SIGKILL it and return what it left, read again
+    once it is dead; else let it go on and return None. Stopped, it moves nothing between
+    the look and the kill, so the kill lands in the work it was seen in."""
+
+    async def left() -> Kill:
+        unapplied = sent - await rows_in(stack, "applied")
+        return Kill(moment, received, await uncommitted(stack, topic), unapplied)
+
+    stack.pause("aggregation")
+    if not (await left()).mid_work:
+        stack.resume("aggregation")
+        return None
+    await asyncio.to_thread(stack.kill, "aggregation")
+    return await left()
+
+
 @pytest.fixture
 def aggregation(
     namespace: str, kafka_bootstrap: str, postgres_dsn: str, tmp_path: Path
@@ -270,54 +338,40 @@ async def test_sigkilled_aggregation_publishes_exactly_the_fold_of_the_latest_re
     aggregation: Stack,
 ) -> None:
     stack = aggregation
-    seed = random.randrange(2**32)
+    seed = crash_seed()
+    print(f"\ncrash test: seed {seed} ({SEED_VARIABLE}={seed} replays its traffic and kill points)")
     rng = random.Random(seed)
     sent = traffic(rng)
     expected = oracle(sent)
     topic = f"{stack.namespace}{ACCEPTED.name}"
     started = time.monotonic()
-    waves = list(chunks(sent.messages, WAVES))
+    pending = iter(chunks(sent.messages, WAVES))
     kills: list[Kill] = []
+    passed: list[str] = []  # moments seen only once their backlog was all done: no kill
     ids_sent: set[str] = set()  # report ids: `applied` (the inbox) has a row per id
-    for index, wave in enumerate(waves[:KILLS]):
-        # Each wave is a backlog for a process that has just started (or restarted).
+    while len(kills) < KILLS:
+        wave = next(pending, None)
+        assert wave is not None, f"seed {seed}: moments passed over {passed}; kills {kills}"
+        # Each wave is a backlog for a process that has just started (or restarted, or
+        # resumed with its backlog done).
         await produce(stack.bootstrap, topic, wave)
         ids_sent |= {codec.loads(value)["report_id"] for _, value in wave}
 
         # A random moment of the work on it: once a random share of the backlog has been
-        # taken in, at once or as soon as the next transaction is seen committed. Both are
-        # polled: the steps of a batch are what decides the moment, not a timer.
+        # taken in, at once or as soon as the next transaction is seen committed.
         target = rng.randrange(1, max(2, len(wave) - 2 * BATCH_MAX_RECORDS))
-        moment = MOMENTS[index % len(MOMENTS)]
-        baseline: list[int] = []  # the inbox's size, read before the target was seen reached
-
-        async def working(
-            target: int = target, baseline: list[int] = baseline, moment: str = moment
-        ) -> bool:
-            if moment == "committed":
-                # Read first: a transaction committing after this read shows as a commit
-                # below, however fast the process goes once the target is passed.
-                baseline[:] = [await rows_in(stack, "applied")]
-            return await received_so_far(stack) >= target
-
-        await eventually(working, timeout=90, interval=0.02)
-        after_commit = True
-        if moment == "committed":
-
-            async def committed(before: int = baseline[0], every: int = len(ids_sent)) -> str:
-                now = await rows_in(stack, "applied")
-                if now > before:
-                    return "a commit"
-                # Every report applied already: no transaction is left to wait for.
-                return "all applied" if now == every else ""
-
-            after_commit = await eventually(committed, timeout=90, interval=0.01) == "a commit"
-        received = await received_so_far(stack)
-        await asyncio.to_thread(stack.kill, "aggregation")
-        kills.append(Kill(moment, received, await uncommitted(stack, topic), after_commit))
+        moment = MOMENTS[len(kills) % len(MOMENTS)]
+        received = await moment_seen(stack, moment, target, len(ids_sent))
+        kill = None
+        if received is not None:
+            kill = await kill_if_working(stack, topic, moment, received, len(ids_sent))
+        if kill is None:
+            passed.append(moment)
+            continue
+        kills.append(kill)
         stack.start("aggregation")
         await asyncio.to_thread(stack.wait_ready, "aggregation")
-    for wave in waves[KILLS:]:
+    for wave in pending:
         await produce(stack.bootstrap, topic, wave)
 
     async def drained() -> bool:
@@ -326,7 +380,7 @@ async def test_sigkilled_aggregation_publishes_exactly_the_fold_of_the_latest_re
     await eventually(drained, timeout=240, interval=0.5)
     elapsed = time.monotonic() - started
     records = await read_all(stack.bootstrap, f"{stack.namespace}{AGGREGATES.name}")
-    context = f"seed {seed}; kills {kills}"
+    context = f"seed {seed}; kills {kills}; moments passed over {passed}"
 
     # Versions: 1..N per scope, one content each, each a change, in order.
     published: dict[tuple[str, str, str], dict[int, bytes]] = defaultdict(dict)
@@ -375,18 +429,20 @@ async def test_sigkilled_aggregation_publishes_exactly_the_fold_of_the_latest_re
     finally:
         await pool.close()
 
-    # Most kills must hit the process with work left, or the test proves little, and each
-    # moment must have done so at least once. Whether a kill fell between a snapshot's
+    # Every kill hit the process with work left (as read once it was dead), at least five
+    # times as the issue asks, at each moment. Whether a kill fell between a snapshot's
     # publication and the outbox's delete (`repeats` above) is a matter of milliseconds that
     # no polling can aim at: it is shown, not required.
-    assert sum(1 for k in kills if k.mid_work) >= 3, context
-    assert {k.moment for k in kills if k.mid_work} == set(MOMENTS), context
+    assert len(kills) >= 5, context
+    assert all(k.mid_work for k in kills), context
+    assert {k.moment for k in kills} == set(MOMENTS), context
     print(  # the figures of this run, shown with `pytest -s`
         f"\ncrash test: seed {seed}, {len(sent.messages)} messages "
         f"({sent.duplicates} duplicates) for {len(REGIME_PERIODS)} regime-periods, "
         f"{len(published)} scopes, {versions} versions, {repeats} relayed twice, "
-        f"kills {[(k.moment, int(k.received), k.lag, k.after_commit) for k in kills]}, "
-        f"{elapsed:.1f} s"
+        f"kills (moment, taken in, not committed, not applied) "
+        f"{[(k.moment, int(k.received), k.lag, k.unapplied) for k in kills]}, "
+        f"moments passed over {passed}, {elapsed:.1f} s"
     )
 
 
