@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from devstack.cluster import ClusterSpec, KafkaCluster
 from devstack.paths import Layout
@@ -155,37 +156,59 @@ class ClusterView:
                         return str(entry["config_value"])
         return None
 
-    async def group(self, group: str) -> tuple[str, int]:
-        """(state, number of members) of a consumer group."""
+    async def _describe_group(self, group: str) -> dict[str, Any]:
         admin = await self._admin()
         try:
             responses = await admin.describe_consumer_groups([group])
         finally:
             await admin.close()
-        described = responses[0].to_object()["groups"][0]
+        described: dict[str, Any] = responses[0].to_object()["groups"][0]
+        return described
+
+    async def group(self, group: str) -> tuple[str, int]:
+        """(state, number of members) of a consumer group."""
+        described = await self._describe_group(group)
         return described["state"], len(described["members"])
+
+    async def assignments(self, group: str, topic: str) -> dict[str, frozenset[int]] | None:
+        """Each member of a stable consumer group (by member id, which a member keeps
+        through rebalances) → its partitions of `topic`; None while the group rebalances."""
+        described = await self._describe_group(group)
+        if described["state"] != "Stable":
+            return None
+        held = {}
+        for member in described["members"]:
+            assignment = ConsumerProtocolMemberAssignment.decode(member["member_assignment"])
+            partitions = (tp.partition for tp in assignment.partitions() if tp.topic == topic)
+            held[member["member_id"]] = frozenset(partitions)
+        return held
+
+    async def committed(self, group: str, topic: str) -> dict[int, int]:
+        """The offset the group last committed on each partition of `topic` it has
+        committed on."""
+        admin = await self._admin()
+        try:
+            offsets = await admin.list_consumer_group_offsets(group)
+        finally:
+            await admin.close()
+        return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
 
     async def lag(self, group: str, topic: str) -> int:
         """Records of `topic` the group has not committed yet, over every partition."""
-        admin = await self._admin()
-        try:
-            committed = await admin.list_consumer_group_offsets(group)
-        finally:
-            await admin.close()
+        committed = await self.committed(group, topic)
+        ends = await self.end_offsets(topic)
+        return sum(end - committed.get(p, 0) for p, end in ends.items())
+
+    async def end_offsets(self, topic: str) -> dict[int, int]:
+        """Each partition of `topic` → the offset its next record will get."""
+        # Described by the cluster: a consumer that subscribes to nothing has no metadata of
+        # the topic, and would find no partition at all.
+        partitions = [TopicPartition(topic, p.partition) for p in await self.partitions([topic])]
+        assert partitions, f"{topic} has no partitions"
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap)
         await consumer.start()
         try:
-            partitions = [
-                TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()
-            ]
-            if not partitions:
-                await consumer.topics()
-                partitions = [
-                    TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()
-                ]
             ends = await consumer.end_offsets(partitions)
         finally:
             await consumer.stop()
-        return sum(
-            end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items()
-        )
+        return {tp.partition: end for tp, end in ends.items()}

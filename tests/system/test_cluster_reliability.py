@@ -1,9 +1,11 @@
 """On a three-node Kafka cluster with production's replication (3 replicas, min.insync.replicas
 2, topics provisioned by `python -m services.topics`), reports keep flowing while one broker
 is SIGKILLed with reports in the pipeline, while it is down and while it comes back, and
-while one of two aggregation instances in the same consumer group is SIGKILLed: every report
-gets exactly one verdict, the hub ends with the exact province totals of the latest accepted
-revisions, the group rebalances to the survivor and nothing is left uncommitted."""
+while one of two aggregation instances in the same consumer group is SIGKILLed as it
+aggregates them: every report gets exactly one verdict, the hub ends with the exact province
+totals of the latest accepted revisions, the group rebalances to the survivor, which takes
+up the records the killed instance had not committed and those sent to its partitions after
+it died, and nothing is left uncommitted."""
 
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ from tests.system.test_pipeline import as_accepted, kstt, ktxh, nvcp
 PARTITIONS = 6
 SCOPES = (("KSTT-TTHC", "2026-Q1"), ("KTXH-M", "2026-M03"), ("NVCP-S", "2026-S1"))
 AGGREGATE = "baocao_stage_messages_received_total"
+AGGREGATORS = ("aggregation", "aggregation-2")
 
 
 @pytest.fixture
@@ -152,6 +155,28 @@ async def verdicts(outcomes: TopicReader, ids: set[str], timeout: float) -> list
     return await eventually(all_judged, timeout=timeout, interval=0.5)
 
 
+async def aggregated(stack: ScaledStack) -> dict[str, float]:
+    """Accepted reports each aggregation instance has taken in since it started."""
+    return {
+        name: await asyncio.to_thread(stack.counter, name, AGGREGATE, stage="aggregate")
+        for name in AGGREGATORS
+    }
+
+
+async def aggregating(stack: ScaledStack, before: dict[str, float]) -> str | None:
+    """The instance that has aggregated the most since `before`, or None while neither has:
+    it holds partitions the reports flowing now go to."""
+    gained = {name: done - before[name] for name, done in (await aggregated(stack)).items()}
+    busiest = max(gained, key=gained.__getitem__)
+    return busiest if gained[busiest] > 0 else None
+
+
+def correction(sent: list[Report], made: Report) -> Report:
+    """`made` as its unit's next revision: above every revision sent for it so far."""
+    latest = max(r.revision for r in sent if (r.regime, r.unit) == (made.regime, made.unit))
+    return made.model_copy(update={"revision": latest + 1})
+
+
 async def busiest_broker(view: ClusterView, topics: list[str]) -> int:
     leaders = Counter(p.leader for p in await view.partitions(topics))
     return leaders.most_common(1)[0][0]
@@ -223,32 +248,55 @@ async def test_reports_survive_a_broker_kill_and_an_instance_kill_with_exact_tot
             await eventually(fully_replicated, timeout=120, interval=1.0)
             await eventually(partial(flow.flowing, restarted_at), timeout=120, interval=0.05)
         assert restarted_at > restarting_at  # batches were sent while the broker started
-        streamed = flow.sent
-        assert {r.report_id for r in waves[1]} <= {r.report_id for r in streamed}
+        assert {r.report_id for r in waves[1]} <= {r.report_id for r in flow.sent}
 
-        # Wave 3 while one of the two aggregation instances is SIGKILLed: the one that has
-        # done work (the scopes' keys may all live on its partitions).
-        await send(stack, waves[2][: len(waves[2]) // 2])
-        done = {
-            name: await asyncio.to_thread(stack.counter, name, AGGREGATE, stage="aggregate")
-            for name in ("aggregation", "aggregation-2")
-        }
-        assert sum(done.values()) >= len(waves[0]) + len(streamed)
-        killed = max(done, key=lambda name: done[name])
-        stack.kill(killed)
-        await send(stack, waves[2][len(waves[2]) // 2 :])
+        # Wave 3 and its units' later revisions flow while one of the two aggregation
+        # instances is SIGKILLed: the one aggregating this flow (it holds partitions the
+        # scopes' keys go to), with a batch on its way.
+        before = await aggregated(stack)
+        second = ReportStream(
+            cluster.address, inbound, outcomes, revisions(waves[2]), size=3, limit=150
+        )
+        async with second:
+            killed = await eventually(partial(aggregating, stack, before), timeout=90)
+            await eventually(partial(second.flowing, second.batches - 1), timeout=90, interval=0.05)
+            assigned = await eventually(
+                partial(view.assignments, group, accepted_topic), timeout=60
+            )
+            stack.kill(killed)
+            killed_at = second.batches
+            ends_at_kill = await view.end_offsets(accepted_topic)
+            committed_at_kill = await view.committed(group, accepted_topic)
 
-        async def survivor_alone() -> bool:
-            return await view.group(group) == ("Stable", 1)
+            async def survivor_alone() -> bool:
+                return await view.group(group) == ("Stable", 1)
 
-        await eventually(survivor_alone, timeout=90, interval=0.5)
+            await eventually(survivor_alone, timeout=90, interval=0.5)
+            survivor = await eventually(partial(view.assignments, group, accepted_topic))
+            # The member gone is the instance killed: the survivor keeps its member id.
+            (gone,) = assigned.keys() - survivor.keys()
+            orphaned = assigned[gone]
+            assert orphaned, assigned
+            assert orphaned <= next(iter(survivor.values()))
+
+            async def orphans_fed() -> bool:
+                # Records for the killed instance's partitions, sent after it died.
+                await second.flowing()  # raises if the stream failed or ran out
+                ends = await view.end_offsets(accepted_topic)
+                return any(ends[p] > ends_at_kill[p] for p in orphaned)
+
+            await eventually(orphans_fed, timeout=120, interval=0.2)
+            await eventually(partial(second.flowing, killed_at), timeout=120, interval=0.05)
+        streamed = [*flow.sent, *second.sent]
+        assert {r.report_id for r in waves[2]} <= {r.report_id for r in second.sent}
 
         # Then corrections (a higher revision replaces, never adds) and exact duplicates.
+        sent = [*first, *streamed]
         corrected = [
-            kstt(first[0].unit, 400, revision=2),
-            kstt(first[3].unit, 333, revision=2),
-            ktxh(first[17].unit, "9876543210.123456789").model_copy(update={"revision": 2}),
-            nvcp(first[-1].unit, 99).model_copy(update={"revision": 2}),
+            correction(sent, kstt(first[0].unit, 400)),
+            correction(sent, kstt(first[3].unit, 333)),
+            correction(sent, ktxh(first[17].unit, "9876543210.123456789")),
+            correction(sent, nvcp(first[-1].unit, 99)),
         ]
         duplicates = [first[1], first[20], corrected[0]]
         await send(stack, corrected)
@@ -308,8 +356,12 @@ async def test_reports_survive_a_broker_kill_and_an_instance_kill_with_exact_tot
     total = expected[("KSTT-TTHC", "2026-Q1")].values["RECEIVED_ONLINE"]
     assert total == sum(kstt_latest.values(), Decimal(0)) - replaced + 400 + 333
 
-    # The surviving instance carried on: nothing left uncommitted in its group.
+    # The surviving instance carried on: nothing left uncommitted in its group, and on the
+    # killed instance's partitions it committed past what that one had.
     async def drained() -> bool:
         return await view.lag(group, accepted_topic) == 0
 
     await eventually(drained, timeout=60, interval=1.0)
+    committed = await view.committed(group, accepted_topic)
+    taken_up = {p for p in orphaned if committed[p] > committed_at_kill.get(p, 0)}
+    assert taken_up, (orphaned, committed_at_kill, committed)
