@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from shared.contracts import HUB_SYNC
 from shared.runtime import Runtime, build_http_app
 
-from .access import OperatorCredential
+from .access import Operators
 from .api import answer_refusal, build_api
 from .delivery import Deliverer
 from .handlers import build_router
@@ -36,7 +36,7 @@ def build_app(settings: ConnectorSettings, hub: HubAdapter | None = None) -> Fas
     runtime.broker.include_router(build_router(runtime, intake))
     runtime.background += [deliverer.run, deliverer.reconcile_forever, deliverer.watch_backlog]
     app = build_http_app(runtime, title="baocao connector")
-    operator = OperatorCredential(settings.connector.operator_credential_sha256)
-    app.include_router(build_api(deliverer, lambda: runtime.pool, operator))
+    operators = Operators(settings.connector.operators)
+    app.include_router(build_api(deliverer, lambda: runtime.pool, operators, runtime.clock))
     answer_refusal(app)
     return app

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import re
-from typing import Self
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import HubSettings, ServiceSettings
+
+from .access import NAME
 
 
 class ConnectorSection(BaseModel):
@@ -49,18 +51,38 @@ class ConnectorSection(BaseModel):
         "request per scope and interval rather than one per aggregation batch.",
     )
 
-    operator_credential_sha256: SecretStr | None = Field(
-        default=None,
-        description="SHA-256 (hex) of the operator credential that the operator endpoints "
-        "(/v1/admin/...) need, from a Secret; `python -m services.connector "
-        "operator-credential` issues one. Unset in the local run: the endpoints are open.",
+    operators: dict[str, SecretStr] = Field(
+        default={},
+        description="Who may call the operator endpoints (/v1/admin/...): each operator's "
+        "name → the SHA-256 (hex) of their credential `<name>.<secret>`, from a Secret, as a "
+        "JSON object in BAOCAO_CONNECTOR__OPERATORS or one variable per operator "
+        "(BAOCAO_CONNECTOR__OPERATORS__<NAME>); `python -m services.connector "
+        "operator-credential NAME` issues one. The audit log records actions under the "
+        "name. Empty in the local run: the endpoints are open.",
     )
 
-    @field_validator("operator_credential_sha256")
+    @model_validator(mode="before")
     @classmethod
-    def _hex_digest(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not re.fullmatch(r"[0-9a-f]{64}", value.get_secret_value()):
-            raise ValueError("the SHA-256 of the operator credential, as 64 lowercase hex digits")
+    def _former_single_digest(cls, data: Any) -> Any:
+        # One digest for everybody could not say who acted: say what replaced it.
+        if isinstance(data, dict) and "operator_credential_sha256" in data:
+            raise ValueError(
+                "operator_credential_sha256 is replaced by operators (name → digest): issue "
+                "each operator a credential with `python -m services.connector "
+                "operator-credential NAME` and set BAOCAO_CONNECTOR__OPERATORS"
+            )
+        return data
+
+    @field_validator("operators")
+    @classmethod
+    def _named_hex_digests(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name, digest in value.items():
+            if not NAME.match(name):
+                raise ValueError(f"operator name {name!r}: lowercase letters, digits, hyphens")
+            if not re.fullmatch(r"[0-9a-f]{64}", digest.get_secret_value()):
+                raise ValueError(
+                    f"operator {name}: the SHA-256 of the credential, as 64 lowercase hex digits"
+                )
         return value
 
     @model_validator(mode="after")
@@ -72,6 +94,16 @@ class ConnectorSection(BaseModel):
         return self
 
 
+class SenderAuthenticationSwitch(BaseModel):
+    """The one switch of sender authentication, `BAOCAO_SUBMISSION__SENDER_AUTHENTICATION`
+    (submission's setting), read here too: where senders must authenticate, so must the
+    operators who can make the hub be sent snapshots again."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")  # submission's other settings
+
+    sender_authentication: bool = False
+
+
 class ConnectorSettings(ServiceSettings):
     # A credential pasted where its digest belongs must not be shown in the start-up error
     # (merged with the base's configuration).
@@ -79,3 +111,16 @@ class ConnectorSettings(ServiceSettings):
 
     hub: HubSettings = HubSettings()
     connector: ConnectorSection = ConnectorSection()
+    submission: SenderAuthenticationSwitch = SenderAuthenticationSwitch()
+
+    @model_validator(mode="after")
+    def _operators_when_senders_authenticate(self) -> Self:
+        if self.submission.sender_authentication and not self.connector.operators:
+            raise ValueError(
+                "sender authentication is on (BAOCAO_SUBMISSION__SENDER_AUTHENTICATION) but "
+                "the connector has no operator: its operator endpoints would be open to "
+                "anyone. Issue a credential with `python -m services.connector "
+                "operator-credential NAME` and give the connector its digest "
+                "(BAOCAO_CONNECTOR__OPERATORS)"
+            )
+        return self

@@ -217,17 +217,23 @@ async def due_now(conn: Connection) -> int:
     return len(result)
 
 
-async def unpark(conn: Connection, regime: str | None = None) -> int:
-    """An operator's command: parked scopes are tried again (all, or one regime's)."""
-    result = await conn.fetch(
+async def unpark(conn: Connection, regime: str | None = None) -> list[tuple[str, str, str, int]]:
+    """An operator's command: parked scopes are tried again (all, or one regime's).
+    Returns each scope released with the version that was parked."""
+    rows = await conn.fetch(
         """
-        UPDATE deliveries SET parked_version = NULL, attempts = 0, next_attempt_at = '-infinity'
-        WHERE parked_version IS NOT NULL AND ($1::text IS NULL OR regime = $1)
-        RETURNING 1
+        UPDATE deliveries d SET parked_version = NULL, attempts = 0,
+            next_attempt_at = '-infinity'
+        FROM (SELECT regime, period, unit, parked_version FROM deliveries
+              WHERE parked_version IS NOT NULL AND ($1::text IS NULL OR regime = $1)
+              FOR UPDATE) AS parked
+        WHERE (d.regime, d.period, d.unit) = (parked.regime, parked.period, parked.unit)
+        RETURNING d.regime, d.period, d.unit, parked.parked_version
         """,
         regime,
     )
-    return len(result)
+    released = [(r["regime"], r["period"], r["unit"], r["parked_version"]) for r in rows]
+    return sorted(released)
 
 
 async def acknowledged(

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from shared import codec, outbox
+from shared.audit import AuditEntry
 from shared.clock import TIMEZONE
 from shared.contracts import RECEIVED, Issue, LockException, regime_period_key
 from shared.logging import get_logger
@@ -32,7 +33,6 @@ from .access import Access, Denied
 from .api import Credential, RateLimited, checks_limited, client_address, secret_of
 from .intake import contract_issues
 from .lock_exceptions import LockExceptionRequest, open_exception
-from .store import AuditEntry
 
 log = get_logger(__name__)
 

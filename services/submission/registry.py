@@ -13,12 +13,13 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from shared.audit import AuditEntry
 from shared.catalog import Catalog
 from shared.db import Connection
 
 from . import credentials, store
 from .signatures import read_public_key
-from .store import AuditEntry, Holder
+from .store import Holder
 
 
 class RegistryError(Exception):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
+from shared import audit as shared_audit
 from shared import codec
 from shared.contracts import Channel, LockException, Outcome, Report, Status
 from shared.db import Connection
@@ -468,35 +469,6 @@ async def operators(conn: Connection) -> list[tuple[str, datetime, datetime | No
     return [(r["name"], r["created_at"], r["revoked_at"]) for r in rows]
 
 
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    at: datetime
-    actor: str
-    action: str
-    target: str
-    details: dict[str, Any]
-
-
-async def audit(conn: Connection, entry: AuditEntry) -> None:
-    """Record an operator's action; call inside the transaction of the action itself."""
-    await conn.execute(
-        "INSERT INTO audit_log (at, actor, action, target, details) VALUES ($1, $2, $3, $4, $5)",
-        entry.at,
-        entry.actor,
-        entry.action,
-        entry.target,
-        entry.details,
-    )
-
-
-async def audit_entries(conn: Connection, target: str | None, limit: int) -> list[AuditEntry]:
-    rows = await conn.fetch(
-        "SELECT at, actor, action, target, details FROM audit_log"
-        " WHERE $1::text IS NULL OR target = $1 ORDER BY id DESC LIMIT $2",
-        target,
-        limit,
-    )
-    return [
-        AuditEntry(r["at"], r["actor"], r["action"], r["target"], r["details"])
-        for r in reversed(rows)
-    ]
+# The audit log's rows and queries are shared with every service that keeps one.
+audit = shared_audit.record
+audit_entries = shared_audit.entries

@@ -16,6 +16,7 @@ publishes the same bytes again, which the connector's rule on versions takes onc
 from __future__ import annotations
 
 import asyncio
+import getpass
 import io
 import os
 import sys
@@ -333,7 +334,9 @@ async def test_recompute_agrees_finds_a_difference_and_publishes_the_repair(
         status = await recompute(config, "KSTT-TTHC", "2025-Q1", unit="TB.VT", out=found)
         lines = [codec.loads(line) for line in found.getvalue().splitlines()]
         assert (status, [line["matches_stored"] for line in lines]) == (1, [False])
-        status, lines = await run_recompute(config, *args, "--unit", "TB.VT", "--publish")
+        status, lines = await run_recompute(
+            config, *args, "--unit", "TB.VT", "--publish", "--actor", "nguyen-van-a"
+        )
         assert status == 0
         assert (lines[0]["stored_version"], lines[0]["published_version"]) == (1, 2)
 
@@ -352,6 +355,33 @@ async def test_recompute_agrees_finds_a_difference_and_publishes_the_repair(
     assert [(line["matches_stored"], line["published_version"]) for line in lines] == [
         (True, None)
     ] * 9
+
+    # Each publishing run is in the audit log (who, when, what); comparisons are not.
+    schema = config.postgres.schema_name("aggregation")
+    logged = await query(
+        postgres_dsn,
+        f'SELECT at, actor, action, target, details FROM "{schema}".audit_log ORDER BY id',
+    )
+    assert [(r["actor"], r["action"], r["target"], codec.loads(r["details"])) for r in logged] == [
+        (
+            "nguyen-van-a",
+            "aggregates.republish",
+            "aggregates:KSTT-TTHC|2025-Q1",
+            {
+                "regime": "KSTT-TTHC",
+                "period": "2025-Q1",
+                "unit": "TB.VT",
+                "published": [{"unit": "TB.VT", "version": 2}],
+            },
+        ),
+        (
+            getpass.getuser(),  # by default, the login that ran it
+            "aggregates.republish",
+            "aggregates:KSTT-TTHC|2024-Q4",
+            {"regime": "KSTT-TTHC", "period": "2024-Q4", "unit": None, "published": []},
+        ),
+    ]
+    assert logged[0]["at"].tzinfo is not None
 
 
 async def test_two_transactions_on_one_regime_period_number_their_versions_one_after_the_other(

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -84,16 +85,17 @@ async def connector_and_hub(
     dsn: str,
     *,
     levels: tuple[str, ...] = ("province",),
-    operator_digest: str | None = None,
+    operators: dict[str, str] | None = None,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient, Gate, ConnectorSettings]]:
-    digest = SecretStr(operator_digest) if operator_digest is not None else None
+    """`operators`: name → digest of the operators the connector is given (none: open)."""
+    digests = {name: SecretStr(digest) for name, digest in (operators or {}).items()}
     config = service_settings(
         ConnectorSettings,
         namespace,
         bootstrap,
         dsn,
         now=NOW,
-        connector=ConnectorSection(sync_levels=levels, operator_credential_sha256=digest),
+        connector=ConnectorSection(sync_levels=levels, operators=digests),
     )
     hub_app = build_hub(service_settings(HubSimulatorSettings, namespace, bootstrap, dsn, now=NOW))
     gate = Gate(hub_app)
@@ -193,6 +195,33 @@ async def test_a_refused_snapshot_is_parked_and_visible_until_a_new_version_arri
     assert [entry["version"] for entry in log] == [2]
 
 
+async def parked(
+    connector: httpx.AsyncClient, headers: dict[str, str] | None = None
+) -> list[dict[str, Any]] | None:
+    """The scopes parked, as an operator lists them; None while there are none."""
+    listed = await connector.get(
+        "/v1/admin/deliveries", params={"state": "parked"}, headers=headers
+    )
+    return listed.json() or None
+
+
+async def park_province(
+    connector: httpx.AsyncClient,
+    bootstrap: str,
+    config: ConnectorSettings,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Version 1 of the province's snapshot, refused by the hub (the gate) and parked."""
+    message_1 = message(snapshot("TB", 1, 1))
+    await produce(bootstrap, config.kafka.topic(AGGREGATES), [message_1])
+    await eventually(partial(parked, connector, headers))
+
+
+async def received(hub: httpx.AsyncClient) -> list[dict[str, Any]] | None:
+    """What the hub stored, in order; None while it stored nothing."""
+    return (await hub.get("/admin/received")).json() or None
+
+
 async def test_an_operator_releases_parked_snapshots_once_the_cause_is_fixed(
     namespace: str, kafka_bootstrap: str, postgres_dsn: str
 ) -> None:
@@ -202,22 +231,10 @@ async def test_an_operator_releases_parked_snapshots_once_the_cause_is_fixed(
         gate,
         config,
     ):
-        await produce(
-            kafka_bootstrap, config.kafka.topic(AGGREGATES), [message(snapshot("TB", 1, 1))]
-        )
-
-        async def parked() -> list[dict[str, Any]] | None:
-            listed = await connector.get("/v1/admin/deliveries", params={"state": "parked"})
-            return listed.json() or None
-
-        await eventually(parked)
+        await park_province(connector, kafka_bootstrap, config)
         gate.refusing = False
         released = (await connector.post("/v1/admin/deliveries/retry-parked")).json()
-
-        async def stored() -> list[dict[str, object]] | None:
-            return (await hub.get("/admin/received")).json() or None
-
-        log = await eventually(stored)
+        log = await eventually(partial(received, hub))
     assert released == {"released": 1}
     assert [entry["version"] for entry in log] == [1]
 
@@ -253,13 +270,25 @@ async def test_reconciliation_resends_what_the_hub_lost(
     assert [entry["version"] for entry in log] == [3]
 
 
-async def test_with_an_operator_digest_given_every_operator_endpoint_needs_its_credential(
+async def audit_log(dsn: str, namespace: str) -> list[dict[str, Any]]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            f'SELECT at, actor, action, target, details FROM "{namespace}connector".audit_log'
+            " ORDER BY id"
+        )
+    finally:
+        await conn.close()
+    return [dict(r) | {"details": codec.loads(r["details"])} for r in rows]
+
+
+async def test_with_operators_given_every_operator_endpoint_needs_an_operators_credential(
     namespace: str, kafka_bootstrap: str, postgres_dsn: str
 ) -> None:
-    credential, digest = issue_credential()
+    credential, digest = issue_credential("nguyen-van-a")
     secret = credential.get_secret_value()
     async with connector_and_hub(
-        namespace, kafka_bootstrap, postgres_dsn, operator_digest=digest
+        namespace, kafka_bootstrap, postgres_dsn, operators={"nguyen-van-a": digest}
     ) as (connector, _, _, _):
         calls = [
             ("GET", "/v1/admin/deliveries"),
@@ -271,11 +300,16 @@ async def test_with_an_operator_digest_given_every_operator_endpoint_needs_its_c
             assert missing.status_code == 401, path
             assert missing.headers["WWW-Authenticate"].startswith("Bearer")
             assert [i["code"] for i in missing.json()["issues"]] == ["E140"]
-            for wrong in (secret + "x", digest, secret[:-1]):
+            others = f"tran-thi-b.{secret.partition('.')[2]}"
+            for wrong in (secret + "x", digest, secret[:-1], secret.partition(".")[2], others):
                 refused = await connector.request(
                     method, path, headers={"Authorization": f"Bearer {wrong}"}
                 )
                 assert refused.status_code == 401, (path, wrong)
+                assert [i["code"] for i in refused.json()["issues"]] == ["E140"]
+        # Refused calls did nothing, and left no trace in the audit log.
+        assert await audit_log(postgres_dsn, namespace) == []
+        for method, path in calls:
             allowed = await connector.request(
                 method, path, headers={"Authorization": f"Bearer {secret}"}
             )
@@ -283,3 +317,76 @@ async def test_with_an_operator_digest_given_every_operator_endpoint_needs_its_c
         assert (await connector.get("/healthz")).status_code == 200  # probes stay open
         documented = (await connector.get("/openapi.json")).json()["paths"]
         assert "401" in documented["/v1/admin/deliveries"]["get"]["responses"]
+    # Listing is no action; each action is on record under the operator who called.
+    logged = await audit_log(postgres_dsn, namespace)
+    assert [(e["actor"], e["action"]) for e in logged] == [
+        ("nguyen-van-a", "deliveries.retry_parked"),
+        ("nguyen-van-a", "deliveries.reconcile"),
+    ]
+
+
+async def test_each_operator_action_is_audited_with_who_when_and_what(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    a, a_digest = issue_credential("nguyen-van-a")
+    b, b_digest = issue_credential("tran-thi-b")
+    digests = {"nguyen-van-a": a_digest, "tran-thi-b": b_digest}
+
+    def bearer(credential: SecretStr) -> dict[str, str]:
+        return {"Authorization": f"Bearer {credential.get_secret_value()}"}
+
+    async with connector_and_hub(namespace, kafka_bootstrap, postgres_dsn, operators=digests) as (
+        connector,
+        hub,
+        gate,
+        config,
+    ):
+        await park_province(connector, kafka_bootstrap, config, bearer(a))
+        gate.refusing = False
+        for headers in ({}, {"Authorization": "Bearer nguyen-van-a.guess"}):
+            refused = await connector.post("/v1/admin/deliveries/retry-parked", headers=headers)
+            assert refused.status_code == 401
+        assert await parked(connector, bearer(a)) is not None  # the refused released nothing
+        assert await audit_log(postgres_dsn, namespace) == []
+        none = await connector.post(
+            "/v1/admin/deliveries/retry-parked", params={"regime": "KTXH-M"}, headers=bearer(b)
+        )
+        released = await connector.post(
+            "/v1/admin/deliveries/retry-parked", params={"regime": "KSTT-TTHC"}, headers=bearer(a)
+        )
+
+        await eventually(partial(received, hub))
+        reconciled = await connector.post("/v1/admin/deliveries/reconcile", headers=bearer(b))
+    assert none.json() == {"released": 0}
+    assert released.json() == {"released": 1}
+    assert reconciled.json() == {"checked": 1, "rewound": 0, "complete": True}
+    logged = await audit_log(postgres_dsn, namespace)
+    assert [(e["actor"], e["action"], e["target"], e["details"]) for e in logged] == [
+        (
+            "tran-thi-b",
+            "deliveries.retry_parked",
+            "deliveries:KTXH-M",
+            {"regime": "KTXH-M", "released": []},
+        ),
+        (
+            "nguyen-van-a",
+            "deliveries.retry_parked",
+            "deliveries:KSTT-TTHC",
+            {
+                "regime": "KSTT-TTHC",
+                "released": [
+                    {"regime": "KSTT-TTHC", "period": "2026-Q1", "unit": "TB", "version": 1}
+                ],
+            },
+        ),
+        (
+            "tran-thi-b",
+            "deliveries.reconcile",
+            "deliveries",
+            {"checked": 1, "rewound": 0, "complete": True},
+        ),
+    ]
+    # When: on the service's clock (which starts at NOW), in the order of the calls.
+    times = [e["at"] for e in logged]
+    assert times == sorted(times)
+    assert times[0] >= NOW

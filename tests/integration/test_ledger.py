@@ -118,7 +118,7 @@ class InPostgres:
 
     async def unpark(self) -> int:
         async with self.pool.acquire() as conn:
-            return await store.unpark(conn)
+            return len(await store.unpark(conn))
 
     async def state(self, scope: Scope) -> dict[str, Any]:
         row = await self.pool.fetchrow(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import secrets
 import uuid
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ import pytest
 from aiokafka.errors import TopicAuthorizationFailedError
 
 from services.aggregation.folds import fold, frame_for, snapshot
+from services.connector.access import issue_credential
 from services.submission import registry_cli
 from services.submission.settings import SubmissionSection, SubmissionSettings
 from shared import codec
@@ -94,6 +96,9 @@ async def test_commune_a_cannot_touch_commune_b_and_no_secret_leaks(
         key = public_key_b64(private_key(SEEDS[source]))
         await cli("sources", "add-key", source, "--key-id", "k1", "--public-key", key)
     operator = await cli("operators", "create", "nguyen-van-a")
+    # The connector's operators are its own (it reads no other service's tables).
+    hub_operator, hub_operator_digest = issue_credential("nguyen-van-a")
+    connector_operator = hub_operator.get_secret_value()
 
     stack = Stack(
         namespace,
@@ -105,6 +110,7 @@ async def test_commune_a_cannot_touch_commune_b_and_no_secret_leaks(
             **broker.env(),
             "BAOCAO_KAFKA__METADATA_MAX_AGE_MS": "2000",
             "BAOCAO_SUBMISSION__SENDER_AUTHENTICATION": "true",
+            "BAOCAO_CONNECTOR__OPERATORS": json.dumps({"nguyen-van-a": hub_operator_digest}),
             "BAOCAO_HUB__CLIENT_SECRET": hub_secret,
         },
     )
@@ -164,6 +170,16 @@ async def test_commune_a_cannot_touch_commune_b_and_no_secret_leaks(
             )
             assert listed.status_code == 200
 
+        async with httpx.AsyncClient(base_url=stack.url("connector"), timeout=30) as http:
+            path = "/v1/admin/deliveries/reconcile"
+            answers.append(await http.post(path))
+            assert answers[-1].status_code == 401
+            wrong = f"nguyen-van-a.{operator.partition('.')[2]}"  # submission's secret
+            answers.append(await http.post(path, headers={"Authorization": f"Bearer {wrong}"}))
+            assert answers[-1].status_code == 401
+            done = await http.post(path, headers={"Authorization": f"Bearer {connector_operator}"})
+            assert done.status_code == 200, done.text
+
         catalog = load_catalog(REPO_ROOT / "catalog")
         frame = frame_for(catalog, "KSTT-TTHC", "2026-Q1")
         assert frame is not None
@@ -221,6 +237,10 @@ async def test_commune_a_cannot_touch_commune_b_and_no_secret_leaks(
         "source credentials": list(credentials.values()),
         "source secrets": [c.partition(".")[2] for c in credentials.values()],
         "operator credential": [operator, operator.partition(".")[2]],
+        "connector operator credential": [
+            connector_operator,
+            connector_operator.partition(".")[2],
+        ],
         "kafka passwords": list(broker.passwords.values()),
         "hub client secret": [hub_secret],
         "database password": [db_password],

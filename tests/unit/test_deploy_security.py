@@ -4,6 +4,8 @@ is on in compose and in Kubernetes, as the README's local default is off."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 import pytest
@@ -95,17 +97,34 @@ def test_the_deployed_settings_pass_the_start_up_checks(monkeypatch: pytest.Monk
     assert SubmissionSettings().kafka.security_protocol == "SASL_SSL"
 
 
-def test_the_connectors_operator_endpoints_need_a_credential_in_compose_and_kubernetes(
+def test_the_connectors_operator_endpoints_need_a_named_operator_in_compose_and_kubernetes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     env = compose()["services"]["connector"]["environment"]
-    digest = env["BAOCAO_CONNECTOR__OPERATOR_CREDENTIAL_SHA256"]
-    assert digest.startswith("${BAOCAO_CONNECTOR_OPERATOR_CREDENTIAL_SHA256:-")
-    monkeypatch.setenv("BAOCAO_CONNECTOR__OPERATOR_CREDENTIAL_SHA256", digest[-65:-1])
-    assert ConnectorSettings().connector.operator_credential_sha256 is not None
+    digest = env["BAOCAO_CONNECTOR__OPERATORS__COMPOSE"]
+    assert digest.startswith("${BAOCAO_CONNECTOR_OPERATOR_SHA256:-")
+    assert digest[-65:-1] == hashlib.sha256(b"compose.connector-operator-development").hexdigest()
+    for name, value in compose()["x-baocao-env"].items():
+        monkeypatch.setenv(name, str(value))
+    monkeypatch.setenv("BAOCAO_CONNECTOR__OPERATORS__COMPOSE", digest[-65:-1])
+    assert set(ConnectorSettings().connector.operators) == {"compose"}
     documents = yaml.safe_load_all((DEPLOY / "k8s" / "connector.yaml").read_text())
     (deployment,) = [d for d in documents if d and d["kind"] == "Deployment"]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     variables = {v["name"]: v for v in container["env"]}
-    reference = variables["BAOCAO_CONNECTOR__OPERATOR_CREDENTIAL_SHA256"]["valueFrom"]
-    assert reference["secretKeyRef"] == {"name": "baocao-connector-operator", "key": "sha256"}
+    reference = variables["BAOCAO_CONNECTOR__OPERATORS"]["valueFrom"]
+    assert reference["secretKeyRef"] == {"name": "baocao-connector-operators", "key": "operators"}
+
+
+def test_with_sender_authentication_on_the_connector_does_not_start_without_an_operator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    documents = yaml.safe_load_all((DEPLOY / "k8s" / "configmap.yaml").read_text())
+    (config,) = [d for d in documents if d and d["kind"] == "ConfigMap"]
+    for name, value in config["data"].items():
+        monkeypatch.setenv(name, str(value))
+    # Kubernetes' configuration without the operators' Secret: the start is refused.
+    with pytest.raises(ValidationError, match="its operator endpoints would be open"):
+        ConnectorSettings()
+    monkeypatch.setenv("BAOCAO_CONNECTOR__OPERATORS", json.dumps({"nguyen-van-a": "0" * 64}))
+    assert set(ConnectorSettings().connector.operators) == {"nguyen-van-a"}
