@@ -30,7 +30,15 @@ from shared.runtime import Runtime
 
 from . import store
 from .access import Access, Denied
-from .api import Credential, RateLimited, checks_limited, client_address, secret_of
+from .api import (
+    Credential,
+    RateLimited,
+    TooLarge,
+    checks_limited,
+    client_address,
+    read_capped,
+    secret_of,
+)
 from .intake import contract_issues
 from .lock_exceptions import LockExceptionRequest, open_exception
 
@@ -77,9 +85,9 @@ def _refused(status: int, issues: tuple[Issue, ...]) -> JSONResponse:
     return JSONResponse(body.model_dump(mode="json"), status_code=status)
 
 
-def _read(raw: bytes) -> LockExceptionRequest | JSONResponse:
-    if len(raw) > MAX_BODY_BYTES:
-        return _refused(413, (issue("E150", size=len(raw), limit=MAX_BODY_BYTES),))
+def _read(raw: bytes | TooLarge) -> LockExceptionRequest | JSONResponse:
+    if isinstance(raw, TooLarge):
+        return _refused(413, (issue("E150", size=raw.size, limit=MAX_BODY_BYTES),))
     try:
         document = codec.loads(raw)
     except ValueError as error:
@@ -138,7 +146,7 @@ def build_admin_api(runtime: Runtime, access: Access) -> APIRouter:
         who = await operator(request, credential)
         if isinstance(who, JSONResponse):
             return who
-        read = _read(await request.body())
+        read = _read(await read_capped(request, MAX_BODY_BYTES))
         if isinstance(read, JSONResponse):
             return read
         if who is not None and read.opened_by != who:

@@ -9,6 +9,7 @@ cannot make the service read 512 KiB.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -123,6 +124,30 @@ def self_contained(schema: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+@dataclass(frozen=True, slots=True)
+class TooLarge:
+    """A body over the limit: the size it declared, with nothing read (`head` None), or
+    the first `limit` bytes read before it went over."""
+
+    size: int | str
+    head: bytes | None
+
+
+async def read_capped(request: Request, limit: int) -> bytes | TooLarge:
+    """The body, read as it streams in and given up as soon as it is over `limit` bytes:
+    a caller cannot make the service hold more than that, whatever Content-Length says
+    (a declared length over the limit is refused before a byte is read)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return TooLarge(int(declared), None)
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            return TooLarge(f">{limit}", bytes(raw[:limit]))
+    return bytes(raw)
+
+
 def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
@@ -178,19 +203,16 @@ def build_api(ingest: Ingest, section: SubmissionSection, pool: Any, access: Acc
             if wait is not None:
                 ingest.count_rate_limited()
                 return rate_limited(sender.name, access.reports.spec, wait)
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            ingest.count_refused("E150")
-            return _refused(Unreadable((issue("E150", size=int(declared), limit=limit),)))
-        raw = bytearray()
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > limit:
-                refusal = Unreadable((issue("E150", size=f">{limit}", limit=limit),))
-                await ingest.refuse_http(refusal, bytes(raw[:limit]), truncated=True)
-                return _refused(refusal)
+        raw = await read_capped(request, limit)
+        if isinstance(raw, TooLarge):
+            refusal = Unreadable((issue("E150", size=raw.size, limit=limit),))
+            if raw.head is None:
+                ingest.count_refused("E150")
+            else:  # what was read goes where a refused body goes
+                await ingest.refuse_http(refusal, raw.head, truncated=True)
+            return _refused(refusal)
         with ingest.http_stage():
-            result = await ingest.from_http(bytes(raw), sender)
+            result = await ingest.from_http(raw, sender)
         if isinstance(result, Unreadable):
             return _refused(result)
         if result.duplicate:

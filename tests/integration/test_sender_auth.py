@@ -5,12 +5,14 @@ command line that manages sources and operators, and the audit log it writes."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 import httpx
 
+from services.submission.admin import MAX_BODY_BYTES
 from services.submission.app import build_app
 from services.submission.settings import SubmissionSection, SubmissionSettings
 from shared import codec
@@ -21,6 +23,17 @@ from tests.registry import cli, secured
 from tests.signing import private_key, public_key_b64, signed
 
 NOW = datetime.fromisoformat("2026-03-16T10:00:00+07:00")
+
+
+# A lock exception operator nguyen-van-a may open.
+LOCK_EXCEPTION = {
+    "regime": "KSTT-TTHC",
+    "period": "2025-Q4",
+    "unit": "TB.DH.N01",
+    "expires_at": "2026-03-20T17:00:00+07:00",
+    "reason": "Mất điện kéo dài",
+    "opened_by": "nguyen-van-a",
+}
 
 
 def bearer(credential: str) -> dict[str, str]:
@@ -231,14 +244,7 @@ async def test_operator_endpoints_need_an_operator_credential_and_are_audited(
     config = secured(namespace, kafka_bootstrap, postgres_dsn)
     operator = await cli(config, "operators", "create", "nguyen-van-a")
     source = await cli(config, "sources", "create", "motcua-a", "--unit", "TB.DH.N01")
-    request = {
-        "regime": "KSTT-TTHC",
-        "period": "2025-Q4",
-        "unit": "TB.DH.N01",
-        "expires_at": "2026-03-20T17:00:00+07:00",
-        "reason": "Mất điện kéo dài",
-        "opened_by": "nguyen-van-a",
-    }
+    request = dict(LOCK_EXCEPTION)
     async with running(build_app(config)) as http:
         path = "/v1/admin/lock-exceptions"
         assert (await http.post(path, json=request)).status_code == 401
@@ -286,6 +292,36 @@ async def test_operator_endpoints_need_an_operator_credential_and_are_audited(
     assert "no active source motcua-a" in await cli(
         config, "sources", "revoke", "motcua-a", status=1
     )
+
+
+async def test_an_oversized_lock_exception_request_is_refused_as_it_streams_and_not_recorded(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    config = secured(namespace, kafka_bootstrap, postgres_dsn)
+    operator = await cli(config, "operators", "create", "nguyen-van-a")
+    request = dict(LOCK_EXCEPTION)
+    padded = json.dumps(request).encode() + b" " * (MAX_BODY_BYTES + 1)  # valid JSON
+    chunk, sent = 1024, []
+
+    async def streamed() -> AsyncIterator[bytes]:
+        # Without a Content-Length, a megabyte of which the service must read no more
+        # than the limit (and one chunk).
+        for _ in range(1024):
+            sent.append(chunk)
+            yield b" " * chunk
+
+    path = "/v1/admin/lock-exceptions"
+    async with running(build_app(config)) as http:
+        declared = await http.post(path, content=padded, headers=bearer(operator))
+        chunked = await http.post(path, content=streamed(), headers=bearer(operator))
+        listed = await http.get(path, headers=bearer(operator))
+    assert sum(sent) <= MAX_BODY_BYTES + chunk
+    for answer in (declared, chunked):
+        assert answer.status_code == 413, answer.text
+        assert [i["code"] for i in answer.json()["issues"]] == ["E150"]
+    assert listed.json() == []
+    log = await cli(config, "audit", "list")
+    assert [line.split("  ")[2] for line in log.splitlines()] == ["operator.create"]
 
 
 async def test_without_sender_authentication_nothing_is_asked_as_before(
