@@ -10,6 +10,10 @@ is false, as it must be in production). The controller listener is SASL/PLAIN wi
 admin's password only: SCRAM credentials live in the metadata the controller serves, so
 a controller cannot use them to authenticate its own listener.
 
+Given a TLS port, the node also listens there with SASL_SSL (SCRAM over TLS, as
+production's brokers do), with a certificate for the loopback address from a CA made at
+each start (`devstack.tls`); clients trust `tls/ca.pem` in the state folder.
+
     python -m devstack secure-kafka start [--user NAME=PASSWORD ...]|stop|status
 """
 
@@ -42,6 +46,7 @@ from devstack.processes import (
     spawn,
     terminate_group,
 )
+from devstack.tls import TlsFiles, issue
 
 HOST = "127.0.0.1"
 BROKER_PORT = 29092
@@ -61,10 +66,12 @@ class SecureKafkaSpec:
     users: Mapping[str, str]
     broker_port: int = BROKER_PORT
     controller_port: int = CONTROLLER_PORT
+    tls_port: int | None = None  # a SASL_SSL listener besides the SASL_PLAINTEXT one
 
     def __post_init__(self) -> None:
-        if self.broker_port == self.controller_port:
-            raise DevstackError("the broker and the controller need different ports")
+        ports = [p for p in (self.broker_port, self.controller_port, self.tls_port) if p]
+        if len(set(ports)) < len(ports):
+            raise DevstackError("the broker, the controller and TLS need different ports")
         for name, password in {ADMIN_USER: self.admin_password, **self.users}.items():
             # The storage tool reads `name=...,password=...` lists: these characters would
             # split them, and quotes would end the JAAS strings.
@@ -79,6 +86,10 @@ class SecureKafkaSpec:
     def controller(self) -> str:
         return f"{HOST}:{self.controller_port}"
 
+    @property
+    def tls_bootstrap(self) -> str | None:
+        return f"{HOST}:{self.tls_port}" if self.tls_port is not None else None
+
     def all_users(self) -> dict[str, str]:
         return {ADMIN_USER: self.admin_password, **self.users}
 
@@ -87,20 +98,41 @@ def _jaas(module: str, user: str, password: str, extra: str = "") -> str:
     return f'{module} required username="{user}" password="{password}"{extra};'
 
 
-def render_properties(spec: SecureKafkaSpec, data: Path) -> str:
-    """server.properties: SASL/SCRAM on the client listener, ACLs on every request."""
+def _tls_listener(spec: SecureKafkaSpec, tls: TlsFiles | None) -> dict[str, str]:
+    """The SASL_SSL listener's settings (none without a TLS port)."""
+    if spec.tls_bootstrap is None:
+        return {}
+    if tls is None:
+        raise DevstackError("a TLS listener needs its certificate files")
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
+    return {
+        # The broker only checks SCRAM logins here: it needs no credentials of its own.
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": f"{scram} required;",
+        "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
+        "listener.name.sasl_ssl.ssl.keystore.location": str(tls.keystore),
+    }
+
+
+def render_properties(spec: SecureKafkaSpec, data: Path, tls: TlsFiles | None = None) -> str:
+    """server.properties: SASL/SCRAM on the client listeners (one over TLS given a TLS
+    port), ACLs on every request."""
     plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
     scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
     admin = spec.admin_password
+    client = [f"SASL_PLAINTEXT://{spec.bootstrap}"]
+    protocols = ["SASL_PLAINTEXT:SASL_PLAINTEXT", "CONTROLLER:SASL_PLAINTEXT"]
+    if spec.tls_bootstrap is not None:
+        client.append(f"SASL_SSL://{spec.tls_bootstrap}")
+        protocols.append("SASL_SSL:SASL_SSL")
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.bootstrap.servers": spec.controller,
-        "listeners": f"SASL_PLAINTEXT://{spec.bootstrap},CONTROLLER://{spec.controller}",
-        "advertised.listeners": f"SASL_PLAINTEXT://{spec.bootstrap}",
+        "listeners": ",".join([*client, f"CONTROLLER://{spec.controller}"]),
+        "advertised.listeners": ",".join(client),
         "inter.broker.listener.name": "SASL_PLAINTEXT",
         "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+        "listener.security.protocol.map": ",".join(protocols),
         "sasl.enabled.mechanisms": MECHANISM,
         "sasl.mechanism.inter.broker.protocol": MECHANISM,
         "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": _jaas(
@@ -123,6 +155,7 @@ def render_properties(spec: SecureKafkaSpec, data: Path) -> str:
         "transaction.state.log.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",
         "log.retention.hours": "24",
+        **_tls_listener(spec, tls),
     }
     lines = [f"{key}={value}" for key, value in settings.items()]
     return "\n".join(["# generated by devstack/secure_kafka.py at each start", *lines]) + "\n"
@@ -146,6 +179,7 @@ class SecureKafka:
         self.state = state
         self.spec = spec
         self._child: subprocess.Popen[bytes] | None = None
+        self.tls: TlsFiles | None = None
 
     @property
     def address(self) -> str:
@@ -166,13 +200,16 @@ class SecureKafka:
     def start(self) -> Outcome:
         if self.pid_file.process() is not None:
             return Outcome.ALREADY_RUNNING
-        for port in (self.spec.broker_port, self.spec.controller_port):
+        ports = (self.spec.broker_port, self.spec.controller_port, self.spec.tls_port)
+        for port in [p for p in ports if p is not None]:
             if port_open(HOST, port):
                 raise DevstackError(f"{HOST}:{port} is in use by a process not started here")
         fetch(self.layout)
         data = self.state / "data"
         data.mkdir(parents=True, exist_ok=True)
-        self.properties.write_text(render_properties(self.spec, data))
+        if self.spec.tls_port is not None:
+            self.tls = issue(self.state / "tls", HOST)
+        self.properties.write_text(render_properties(self.spec, data, self.tls))
         self.properties.chmod(0o600)  # it holds the admin's password
         if not (data / "meta.properties").exists():
             cluster_id = new_cluster_id(self.layout)

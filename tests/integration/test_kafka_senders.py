@@ -2,7 +2,9 @@
 and authorizes with ACLs: each source's principal may write only its own inbound topic and
 read only its own outcomes; submission takes the sender from the topic, refuses a report
 for another unit (E141) to the sender alone, stores none it refuses, and sends every
-verdict on a source's reports to that source's own topic."""
+verdict on a source's reports to that source's own topic. The same holds over TLS: a
+source sends over SASL_SSL, submission and validation read and write over SASL_SSL
+trusting the broker's CA, and the source hears its report accepted."""
 
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ from services.submission import registry_cli
 from services.submission.app import build_app
 from services.submission.kafka_access import create_acls, former_acls
 from services.submission.settings import SubmissionSection, SubmissionSettings
+from services.validation.app import build_app as validation_app
+from services.validation.settings import ValidationSettings
 from shared import codec
 from shared.contracts import INBOUND, OUTCOMES, RECEIVED, Outcome, ReceivedReport, Status
 from shared.kafka_client import client_options
@@ -42,7 +46,8 @@ SOURCES = {"motcua-a": "TB.DH.N01", "motcua-b": "TB.DH.N02", "motcua-ab": "TB.DH
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
-    with secure_broker(tmp_path_factory.mktemp("secure-kafka"), list(SOURCES)) as running_broker:
+    state = tmp_path_factory.mktemp("secure-kafka")
+    with secure_broker(state, list(SOURCES), tls=True) as running_broker:
         yield running_broker
 
 
@@ -213,3 +218,39 @@ async def test_each_source_writes_and_reads_only_its_own_topics_and_reports_only
         unknown = ("sources", "kafka-access", name)
         assert await registry_cli.run(unknown, config, out=io.StringIO(), err=err) == 1
         assert f"no active source {name}" in err.getvalue()
+
+
+async def test_over_tls_a_source_sends_with_its_principal_and_hears_its_report_accepted(
+    broker: SecureBroker, namespace: str, postgres_dsn: str
+) -> None:
+    tls = broker.over_tls()
+    kafka = tls.settings(namespace, metadata_max_age_ms=2000)
+    assert (kafka.security_protocol, kafka.ssl_cafile) == ("SASL_SSL", tls.ca_file)
+    postgres = PostgresSettings(dsn=postgres_dsn, schema_prefix=namespace)  # type: ignore[arg-type]
+    config = SubmissionSettings(
+        kafka=kafka,
+        postgres=postgres,
+        now=NOW,
+        log_format="console",
+        submission=SubmissionSection(sender_authentication=True),
+    )
+    checking = ValidationSettings(kafka=kafka, postgres=postgres, now=NOW, log_format="console")
+    argv = ("sources", "create", "motcua-a", "--unit", "TB.DH.N01", "--kafka")
+    assert await registry_cli.run(argv, config, out=io.StringIO(), err=io.StringIO()) == 0
+    report = factories.report(unit="TB.DH.N01", source="motcua-a")
+    async with running(build_app(config)), running(validation_app(checking)):
+        await deliver(tls, "motcua-a", inbound_topic(kafka, "motcua-a"), [codec.dumps(report)])
+        own = outcomes_topic(kafka, "motcua-a")
+        heard = await read(tls, "motcua-a", own, f"{namespace}motcua-a.tls", 1)
+    verdict = codec.decode(Outcome, heard[0].value)
+    assert (verdict.report_id, verdict.status, verdict.issues) == (
+        report.report_id,
+        Status.ACCEPTED,
+        (),
+    )
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        stored = await conn.fetch(f'SELECT report_id, sender FROM "{namespace}submission".reports')
+    finally:
+        await conn.close()
+    assert [(r["report_id"], r["sender"]) for r in stored] == [(report.report_id, "motcua-a")]
