@@ -8,6 +8,8 @@ of an action that did not happen, cannot exist. Rows are only ever added.
 
 from __future__ import annotations
 
+import getpass
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -48,3 +50,12 @@ async def entries(conn: Connection, target: str | None, limit: int) -> list[Audi
         AuditEntry(r["at"], r["actor"], r["action"], r["target"], r["details"])
         for r in reversed(rows)
     ]
+
+
+def login_name() -> str:
+    """Who runs a command, as the operating system knows them; a container's user may
+    have no name (no passwd entry), and is then named by its number."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid:{os.getuid()}"

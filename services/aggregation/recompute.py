@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
-import os
 import sys
 from datetime import datetime
 from typing import TextIO
 
 from shared import audit, codec, outbox
-from shared.audit import AuditEntry
+from shared.audit import AuditEntry, login_name
 from shared.catalog import Catalog, load_catalog
 from shared.contracts import AGGREGATES, AggregateSnapshot, scope_key
 from shared.db import Connection, Pool, create_pool, migrate
@@ -131,15 +129,6 @@ def _republished(
     published = [{"unit": s.unit, "version": s.version} for s in fresh]
     details = {"regime": regime, "period": period, "unit": unit, "published": published}
     return AuditEntry(at, actor, "aggregates.republish", f"aggregates:{regime}|{period}", details)
-
-
-def login_name() -> str:
-    """Who runs this command, as the operating system knows them; a container's user may
-    have no name (no passwd entry), and is then named by its number."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid:{os.getuid()}"
 
 
 def main(argv: list[str]) -> int:

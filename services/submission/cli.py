@@ -13,7 +13,6 @@ and Vietnamese), 2 the service could not be reached or failed.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import sys
@@ -21,6 +20,8 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 import httpx
+
+from shared.audit import login_name
 
 from . import registry_cli
 from .credentials import owner_of
@@ -94,7 +95,7 @@ def main(
         return registry_cli.main(argv, out=out, err=err)
     settings = SubmissionSettings()
     credential = os.environ.get(CREDENTIAL_VARIABLE)
-    operator = (owner_of(credential) if credential else None) or getpass.getuser()
+    operator = (owner_of(credential) if credential else None) or login_name()
     url = f"http://{settings.host}:{settings.submission.port}"
     args = parser(url, operator).parse_args(argv)
     headers = {"Authorization": f"Bearer {credential}"} if credential else {}

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import TextIO
 from aiokafka.errors import KafkaError
 from pydantic import SecretStr
 
+from shared.audit import login_name
 from shared.catalog import load_catalog
 from shared.clock import TIMEZONE
 from shared.db import Connection, Pool, create_pool, migrate
@@ -107,7 +107,7 @@ def parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=int, default=100)
 
     for command in (sources, operators, audit):
-        command.add_argument("--actor", default=getpass.getuser(), help="recorded as who acted")
+        command.add_argument("--actor", default=login_name(), help="recorded as who acted")
     return root
 
 
