@@ -30,6 +30,7 @@ from types import FrameType
 import httpx
 
 from devstack import DevstackError
+from devstack.output import readerless_output
 from devstack.paths import Layout
 from devstack.processes import LogCursor, Outcome, Server, exclusive, port_open
 from devstack.summary import Endpoint, Summary
@@ -395,6 +396,10 @@ class Run:
         return 0
 
     def __call__(self) -> int:
+        with readerless_output():
+            return self._run()
+
+    def _run(self) -> int:
         try:
             check_now(self.environ)
             self.check_ports()

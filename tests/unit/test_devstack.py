@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -176,11 +178,13 @@ class FakeServer:
 
     def __init__(self, name: str, address: str, outcome: Outcome) -> None:
         self.name, self.address, self.outcome = name, address, outcome
+        self.stopped = False
 
     def start(self) -> Outcome:
         return self.outcome
 
     def stop(self) -> bool:
+        self.stopped = True
         return True
 
     def status(self) -> Status:
@@ -224,3 +228,31 @@ def test_without_prometheus_installed_the_run_says_so_and_names_no_address(
 
     assert "prometheus not installed: skipped" in capsys.readouterr().out
     assert "9090" not in run.banner()
+
+
+def test_a_run_whose_output_nobody_reads_any_more_still_stops_the_servers_it_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`scripts/run | tee log` and a Ctrl-C: tee exits with the run's reader end of the pipe,
+    and every line the run prints while stopping meets a broken pipe."""
+    servers = {
+        "postgres": FakeServer("postgres", "postgresql://127.0.0.1:5432/b", Outcome.STARTED),
+        "kafka": FakeServer("kafka", "127.0.0.1:9092", Outcome.STARTED),
+        "prometheus": FakeServer("prometheus", "http://127.0.0.1:9090", Outcome.STARTED),
+    }
+    run = Run(Layout(repo=REPO_ROOT, local=tmp_path), servers, environ={}, traffic=False)
+    reader, writer = os.pipe()
+    os.close(reader)
+    with os.fdopen(writer, "w") as pipe:
+        monkeypatch.setattr(sys, "stdout", pipe)
+        monkeypatch.setattr(run, "check_ports", lambda: None)
+
+        def interrupted(env: object) -> None:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(run, "start_services", interrupted)
+
+        assert run() == 0
+
+        assert [s.name for s in servers.values() if not s.stopped] == []
+        assert sys.stdout is pipe
