@@ -5,7 +5,7 @@ resends what the hub lost."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from decimal import Decimal
@@ -217,6 +217,20 @@ async def park_province(
     await eventually(partial(parked, connector, headers))
 
 
+def acknowledged(
+    connector: httpx.AsyncClient, unit: str, version: int, headers: dict[str, str] | None = None
+) -> Callable[[], Awaitable[bool]]:
+    """Whether the connector has recorded the hub's acknowledgement of `unit` at `version`:
+    the hub stores a PUT before the connector reads its answer and commits it, and only an
+    acknowledged scope is one reconciliation checks."""
+
+    async def check() -> bool:
+        listed = (await connector.get("/v1/admin/deliveries", headers=headers)).json()
+        return any(d["unit"] == unit and d["acked_version"] == version for d in listed)
+
+    return check
+
+
 async def received(hub: httpx.AsyncClient) -> list[dict[str, Any]] | None:
     """What the hub stored, in order; None while it stored nothing."""
     return (await hub.get("/admin/received")).json() or None
@@ -256,6 +270,7 @@ async def test_reconciliation_resends_what_the_hub_lost(
             return (await hub.get("/admin/received")).json() or None
 
         await eventually(stored)
+        await eventually(acknowledged(connector, "TB", 3))
         # The hub is restored from a backup older than what it acknowledged.
         schema = f"{namespace}hub_simulator"
         conn = await asyncpg.connect(postgres_dsn)
@@ -356,6 +371,7 @@ async def test_each_operator_action_is_audited_with_who_when_and_what(
         )
 
         await eventually(partial(received, hub))
+        await eventually(acknowledged(connector, "TB", 1, bearer(b)))
         reconciled = await connector.post("/v1/admin/deliveries/reconcile", headers=bearer(b))
     assert none.json() == {"released": 0}
     assert released.json() == {"released": 1}
