@@ -20,6 +20,11 @@ RATE_HELD = 0.95  # share of the offered rate the generator must have kept up fo
 TARGET_RSS_MB = 250.0  # peak resident memory of each service under that load
 TARGET_REPLAY = 5000.0  # reports/s replayed from the start of the topics
 
+# Topics every report is read from on its way: reports.inbound.v1 and reports.outcomes.v1
+# (submission), reports.received.v1 (validation), reports.accepted.v1 (aggregation).
+# aggregates.v1 and hub.sync.v1 carry a message per snapshot, not per report.
+PIPELINE_HOPS_PER_REPORT = 4
+
 
 def percentile(values: Sequence[float], q: float) -> float | None:
     """The nearest-rank percentile (q in 0..100): a value that was observed."""
@@ -85,6 +90,45 @@ def targets(result: Mapping[str, Any]) -> dict[str, bool | None]:
     }
 
 
+def budget(result: Mapping[str, Any]) -> dict[str, int] | None:
+    """CPU a report that the throughput target leaves on this machine, against what the
+    same run spent: the relay's hops moving the payloads with no work (client and broker),
+    the pipeline, and the load generator, all on the same cores."""
+    throughput = result.get("throughput_run")
+    relay = result.get("relay")
+    if not throughput or not relay or not relay.get("hops"):
+        return None
+    relay_us = sum(u.get("cpu_us_per_report", 0) for u in relay["services"].values())
+    per_hop = relay_us / relay["hops"]
+    return {
+        "allowed_us_per_report": round(result["host"]["cores"] * 1e6 / TARGET_THROUGHPUT),
+        "relay_us_per_hop": round(per_hop),
+        "pipeline_hops_per_report": PIPELINE_HOPS_PER_REPORT,
+        "hops_alone_us_per_report": round(per_hop * PIPELINE_HOPS_PER_REPORT),
+        "pipeline_us_per_report": sum(
+            u.get("cpu_us_per_report", 0) for u in throughput["services"].values()
+        ),
+        "load_generator_us_per_report": (throughput.get("bench_process") or {}).get(
+            "cpu_us_per_report", 0
+        ),
+    }
+
+
+def _budget_lines(found: Mapping[str, int] | None, cores: int) -> list[str]:
+    if not found:
+        return []
+    return [
+        "",
+        f"CPU a report: {TARGET_THROUGHPUT:.0f}/s on {cores} cores leaves "
+        f"{found['allowed_us_per_report']} us in all; the relay took "
+        f"{found['relay_us_per_hop']} us a hop with no work (client and broker), so the "
+        f"pipeline's {found['pipeline_hops_per_report']} hops a report alone take about "
+        f"{found['hops_alone_us_per_report']} us; the pipeline took "
+        f"{found['pipeline_us_per_report']} us, the load generator "
+        f"{found['load_generator_us_per_report']} us more",
+    ]
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:.0f} ms"
 
@@ -115,6 +159,15 @@ def _bench_process(usage: Mapping[str, Any] | None) -> list[str]:
     return [
         f"  {'(bench process)':<18} {usage['cpu_share']:>11.2f} "
         f"{usage['cpu_us_per_report']:>8} us  load generator and probes, not in 'all'"
+    ]
+
+
+def _machine(found: Mapping[str, float] | None) -> list[str]:
+    if not found:
+        return []
+    return [
+        f"  machine: {found['busy_cores']:.2f} cores busy, {found['idle_cores']:.2f} idle, "
+        f"{found['stolen_cores']:.2f} stolen by the hypervisor"
     ]
 
 
@@ -162,6 +215,7 @@ def table(result: Mapping[str, Any]) -> str:
             _latency_line("send -> province snapshot", latency.get("send_to_snapshot_s")),
             *_services(latency["services"]),
             *_bench_process(latency.get("bench_process")),
+            *_machine(latency.get("machine")),
             *_batches(latency.get("batches")),
         ]
     throughput = result.get("throughput_run")
@@ -175,6 +229,7 @@ def table(result: Mapping[str, Any]) -> str:
             _latency_line("receipt -> province snapshot", throughput["receipt_to_snapshot_s"]),
             *_services(throughput["services"]),
             *_bench_process(throughput.get("bench_process")),
+            *_machine(throughput.get("machine")),
             *_batches(throughput.get("batches")),
         ]
     relay = result.get("relay")
@@ -183,9 +238,11 @@ def table(result: Mapping[str, Any]) -> str:
             "",
             f"raw aiokafka relay, {relay['hops']} hops, same payloads: "
             f"{relay['throughput_per_s']:.0f} reports/s ({relay['elapsed_s']:.1f} s)",
+            *_services(relay["services"]),
         ]
         if result.get("ratio_to_relay") is not None:
             lines.append(f"  pipeline / relay             {result['ratio_to_relay']:.1%}")
+    lines += _budget_lines(result.get("budget"), result["host"]["cores"])
     replay = result.get("replay")
     if replay:
         lines += [

@@ -57,6 +57,37 @@ class Usage:
         return self.cpu_s / self.wall_s if self.wall_s > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class MachineUsage:
+    """The whole machine's CPU over a phase, in cores: busy with anything (ours or not),
+    idle, and stolen (taken by the hypervisor for other guests on a virtual machine).
+    Idle cores flat out mean the pipeline waited, not that the machine was full."""
+
+    busy: float
+    idle: float
+    stolen: float
+
+
+def _machine_times() -> tuple[float, float, float]:
+    """(all, idle, stolen) CPU seconds of every core since boot."""
+    times = psutil.cpu_times()
+    # Linux counts a guest's time inside user time already.
+    guests = getattr(times, "guest", 0.0) + getattr(times, "guest_nice", 0.0)
+    idle = times.idle + getattr(times, "iowait", 0.0)
+    return sum(times) - guests, idle, getattr(times, "steal", 0.0)
+
+
+def machine_usage(
+    before: tuple[float, float, float], after: tuple[float, float, float], wall_s: float
+) -> MachineUsage:
+    if wall_s <= 0:
+        return MachineUsage(0.0, 0.0, 0.0)
+    spent, idle, stolen = (b - a for a, b in zip(before, after, strict=True))
+    return MachineUsage(
+        busy=(spent - idle - stolen) / wall_s, idle=idle / wall_s, stolen=stolen / wall_s
+    )
+
+
 def _peak_rss(pid: int) -> int:
     with open(f"/proc/{pid}/status", encoding="ascii") as status:
         for line in status:
@@ -98,6 +129,7 @@ class Meter:
         self.peak_reset = all(resets)
         self._servers = {name: psutil.Process(pid) for name, pid in (servers or {}).items()}
         self._server_cpu = {name: self._family_cpu(p) for name, p in self._servers.items()}
+        self._machine = _machine_times()
         self._started = time.monotonic()
 
     @staticmethod
@@ -121,6 +153,10 @@ class Meter:
             spent = sum(after[pid] - before[pid] for pid in after.keys() & before.keys())
             usage[name] = Usage(spent, wall, 0)
         return usage
+
+    def machine(self) -> MachineUsage:
+        """The whole machine's CPU since the meter started."""
+        return machine_usage(self._machine, _machine_times(), time.monotonic() - self._started)
 
 
 @dataclass

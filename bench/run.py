@@ -38,7 +38,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from bench import figures, profiling
 from bench.figures import MB
 from bench.probes import batches, first_progress, stage_counters, stored, wait_done
-from bench.processes import Deployment, Meter, Usage, listening
+from bench.processes import Deployment, MachineUsage, Meter, Usage, listening
 from bench.timeline import ReportTimes, Timeline, build
 from bench.topics import read_all, send, total_end
 from bench.workload import Payload, Workload, kinds, values_per_report
@@ -85,6 +85,7 @@ class Phase:
     last_send: float = 0.0
     sent_at: tuple[float, ...] = ()  # each payload's, in order
     usage: dict[str, Usage] = field(default_factory=dict)
+    machine: MachineUsage | None = None
     batches: dict[str, Any] = field(default_factory=dict)
     bench_cpu_s: float = 0.0  # this process's: the load generator and the probes
 
@@ -109,6 +110,17 @@ def _bench_usage(phase: Phase) -> dict[str, float]:
     return _usage({"bench": usage}, len(phase.payloads))["bench"]
 
 
+def _machine(phase: Phase) -> dict[str, float] | None:
+    found = phase.machine
+    if found is None:
+        return None
+    return {
+        "busy_cores": round(found.busy, 2),
+        "idle_cores": round(found.idle, 2),
+        "stolen_cores": round(found.stolen, 2),
+    }
+
+
 def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -131,6 +143,7 @@ async def _timed(deploy: Deployment, phase: Phase, rate: float | None, plan: Pla
     phase.sent_at = sending.sent_at
     await wait_done(deploy)
     phase.usage = meter.read()
+    phase.machine = meter.machine()
     phase.bench_cpu_s = time.process_time() - cpu_before
     phase.batches = batches(counters, await stage_counters(deploy))
 
@@ -456,6 +469,7 @@ async def run(plan: Plan, say: Any = print) -> dict[str, Any]:
         "receipt_to_snapshot_by_second": _by_second(timeline, steady),
         "services": _usage(steady.usage, len(steady.payloads)),
         "bench_process": _bench_usage(steady),
+        "machine": _machine(steady),
         "batches": steady.batches,
     }
     done = _done_times(timeline, burst)
@@ -469,12 +483,14 @@ async def run(plan: Plan, say: Any = print) -> dict[str, Any]:
         **_latencies(timeline, burst),
         "services": _usage(burst.usage, len(burst.payloads)),
         "bench_process": _bench_usage(burst),
+        "machine": _machine(burst),
         "batches": burst.batches,
     }
     relay_rate = result["relay"]["throughput_per_s"]
     result["ratio_to_relay"] = (
         round(result["throughput_run"]["throughput_per_s"] / relay_rate, 4) if relay_rate else None
     )
+    result["budget"] = figures.budget(result)
     result["checks"] = _checks(timeline, sent)
     if raws:
         result["profile"] = _profile_summary(raws)

@@ -9,7 +9,8 @@ are both reported; send → snapshot counts the wait in the inbound topic that r
 snapshot cannot see; the hub-sync lag runs from the province snapshot to the hub's
 acknowledgement, and the table prints it; percentiles are nearest-rank values that were
 observed; settings to try reach the services without moving the run, and the table shows
-them and the idle cost.
+them and the idle cost; the CPU budget a report sets the relay's cost a hop against what
+the target leaves; the machine's CPU splits into busy, idle and stolen cores.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pytest
 
 from bench import figures
 from bench.cli import parser, setting
-from bench.processes import Deployment
+from bench.processes import Deployment, MachineUsage, machine_usage
 from bench.run import Phase, _by_second, _latencies
 from bench.timeline import ReportTimes, Timeline, build
 from bench.workload import Payload
@@ -287,6 +288,59 @@ def test_the_table_shows_the_settings_tried_and_the_idle_cost() -> None:
         "idle, no reports, for 5 s: 0.08 cores in all (submission 0.03, kafka (broker) 0.05)"
         in text
     )
+
+
+def _usage(us: int) -> dict[str, float | int]:
+    return {"cpu_s": 0.0, "cpu_share": 0.0, "cpu_us_per_report": us, "peak_rss_mb": 0.0}
+
+
+def test_the_cpu_budget_sets_the_relay_cost_a_hop_against_what_the_target_leaves() -> None:
+    result = RUN | {
+        "throughput_run": {
+            "services": {"submission": _usage(150), "kafka (broker)": _usage(250)},
+            "bench_process": _usage(60),
+        },
+        "relay": {
+            "hops": 3,
+            "services": {"hop0": _usage(40), "hop1": _usage(50), "kafka (broker)": _usage(180)},
+        },
+    }
+    found = figures.budget(result)
+    assert found == {
+        "allowed_us_per_report": 667,  # 2 cores at 3,000/s
+        "relay_us_per_hop": 90,  # (40 + 50 + 180) / 3
+        "pipeline_hops_per_report": 4,
+        "hops_alone_us_per_report": 360,
+        "pipeline_us_per_report": 400,
+        "load_generator_us_per_report": 60,
+    }
+    text = figures.table(RUN | {"budget": found})
+    assert "leaves 667 us in all; the relay took 90 us a hop" in text
+    assert "alone take about 360 us; the pipeline took 400 us, the load generator 60 us" in text
+    assert figures.budget(RUN) is None  # a run without its flat-out phase has no budget
+
+
+def test_the_machine_splits_into_busy_idle_and_stolen_cores() -> None:
+    # (all, idle, stolen) CPU seconds of both cores, 4 s apart: 8 s in all.
+    found = machine_usage((100.0, 40.0, 5.0), (108.0, 42.0, 5.4), 4.0)
+    assert (found.busy, found.idle, found.stolen) == pytest.approx((1.4, 0.5, 0.1))
+    assert machine_usage((1.0, 1.0, 1.0), (1.0, 1.0, 1.0), 0.0) == MachineUsage(0.0, 0.0, 0.0)
+    text = figures.table(
+        RUN
+        | {
+            "throughput_run": {
+                "reports": 10,
+                "send_s": 0.1,
+                "elapsed_s": 1.0,
+                "throughput_per_s": 10.0,
+                "sustained_per_s": 10.0,
+                "receipt_to_snapshot_s": None,
+                "services": {},
+                "machine": {"busy_cores": 1.4, "idle_cores": 0.5, "stolen_cores": 0.1},
+            }
+        }
+    )
+    assert "machine: 1.40 cores busy, 0.50 idle, 0.10 stolen by the hypervisor" in text
 
 
 def test_revisions_of_the_last_batch_that_change_no_figure_count_in_its_snapshot() -> None:
