@@ -4,7 +4,9 @@ Subscribers read batches with `AckPolicy.MANUAL`: the offsets are committed only
 batch's effects are committed in PostgreSQL. A batch that fails is rewound (`nack` seeks
 every partition of the batch back) and redelivered after a back-off. A batch that keeps
 failing is split: each record is retried alone and the one that still fails is sent to the
-dead-letter topic, so one poison record cannot block its partition.
+dead-letter topic, so one poison record cannot block its partition. A failure outside the
+records (`TransientError`: the broker did not acknowledge what the batch published) is retried
+as it is and never split: no record is dead-lettered for the broker's sake.
 
 Every log line written while a batch is processed carries its `stage`; while one record is
 retried alone, the line also carries the record's topic, partition and offset and the
@@ -35,6 +37,11 @@ Process = Callable[[Sequence[Record]], Awaitable[None]]
 DeadLetter = Callable[[Record, str], Awaitable[None]]
 
 ISOLATE_AFTER_FAILURES = 3
+
+
+class TransientError(Exception):
+    """A batch failed as a whole for a reason outside its records (the broker did not
+    acknowledge in time): retried as it is, never split to find a poison record."""
 
 
 async def tolerant_parser(raw: Any, parse: Callable[[Any], Awaitable[Any]]) -> Any:
@@ -118,8 +125,9 @@ class BatchConsumer:
             else:
                 await self._process(records)
         except Exception as error:
-            self._failures = self._failures + 1 if again else 1
-            self._failed_starts = starts
+            transient = isinstance(error, TransientError)
+            self._failures = self._failures + 1 if again and not transient else 1
+            self._failed_starts = {} if transient else starts
             self._metrics.stage_failures.labels(stage=self.stage).inc()
             log.exception(
                 "batch_failed",
@@ -145,6 +153,8 @@ class BatchConsumer:
             with bound_contextvars(**record_fields(record)):
                 try:
                     await self._process([record])
+                except TransientError:
+                    raise  # not this record's fault: the whole batch comes again
                 except Exception as error:
                     log.exception("record_dead_lettered")
                     await self._dead_letter(record, f"{type(error).__name__}: {error}")

@@ -19,6 +19,7 @@ from typing import Any
 
 import uvicorn
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
 from fastapi import FastAPI, Response
 from faststream.kafka import KafkaBroker
@@ -28,7 +29,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from shared import collector, outbox
 from shared.asyncapi import document
-from shared.batches import BatchConsumer, Process, Record, raw_bodies, tolerant_parser
+from shared.batches import (
+    BatchConsumer,
+    Process,
+    Record,
+    TransientError,
+    raw_bodies,
+    tolerant_parser,
+)
 from shared.catalog import Catalog, load_catalog
 from shared.clock import Clock
 from shared.contracts import TopicSpec
@@ -136,15 +144,27 @@ class Runtime:
         return self.settings.kafka.group(name or self.service)
 
     async def publish(self, messages: Sequence[OutboxMessage]) -> None:
-        """Send the outbox's messages and return once the broker has acknowledged them all.
+        """Send messages (an outbox's rows, or validation's verdicts) and return once the
+        broker has acknowledged them all.
 
-        They go through the outbox's own producer, one record batch per partition, not
+        They go through the service's own producer, one record batch per partition, not
         one send per message: the rows are encoded already, and aiokafka's per-message
         send (and faststream's publish path above it, four times dearer again) is what a
         stage would otherwise spend most of its time on. Partitions are chosen as the
         producer's default partitioner does (murmur2 of the key), so a key's messages
         stay on one partition, in the order given.
+
+        A failure that may pass (a timeout, a leader moving, a lost connection) raises
+        `TransientError`: a batch consumer then retries its batch whole.
         """
+        try:
+            await self._send(messages)
+        except KafkaError as error:
+            if error.retriable or isinstance(error, KafkaTimeoutError):
+                raise TransientError(f"the broker did not acknowledge: {error!r}") from error
+            raise
+
+    async def _send(self, messages: Sequence[OutboxMessage]) -> None:
         producer = self._producer
         if producer is None:
             raise RuntimeError("the service has not started: no producer yet")

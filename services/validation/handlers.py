@@ -17,7 +17,7 @@ def build_router(runtime: Runtime, stage: VerdictStage) -> KafkaRouter:
     router = KafkaRouter()
     judge = runtime.batch_consumer("validate", RECEIVED, stage.judge)
 
-    # MANUAL: offsets are committed after verdicts and outbox rows are committed; a
+    # MANUAL: offsets are committed after the verdicts are committed (and published); a
     # redelivered report finds its verdict and is skipped, so none is judged twice.
     @router.subscriber(
         runtime.topic(RECEIVED),

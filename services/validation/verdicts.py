@@ -3,9 +3,20 @@
 Reports of one (regime, period) arrive on one partition in the order submission stored
 them, interleaved with operators' lock exceptions for that period, so a batch is judged
 in offset order against state loaded once per batch and updated as it goes (revision 2
-after revision 1 in the same batch is judged against revision 1). Verdicts, the latest
-accepted revisions and the outbox messages are committed in one transaction; a report id
-already judged is a redelivery and is skipped.
+after revision 1 in the same batch is judged against revision 1). Verdicts and the latest
+accepted revisions are written in one transaction; a report id already judged is a
+redelivery and is skipped.
+
+The batch's messages (each verdict on reports.outcomes.v1, each accepted report on
+reports.accepted.v1, dead letters) are published before that transaction commits, and the
+broker has acknowledged them all when it does: a verdict stored is a verdict published,
+with no outbox. If the transaction fails or the process dies after the publication, the
+verdicts roll back and the batch comes again: it is judged again from the same state, the
+same records and their own `received_at`, so the same verdicts are published again, and
+their consumers take them as the duplicates they are (aggregation by report id and
+revision, submission by report id). Input from Kafka makes this possible: a batch not
+committed is always read again. An outbox cost the database a row written and deleted for
+each message, and was most of its work in this stage.
 """
 
 from __future__ import annotations
@@ -103,8 +114,7 @@ class VerdictStage:
                 batch.accepted,
                 batch.exceptions,
             )
-            await outbox.write(conn, batch.messages)
-        self._rt.relay.notify()
+            await self._rt.publish(batch.messages)  # acknowledged before the commit
         self._count(batch)
 
     def _judge(
@@ -174,6 +184,8 @@ class VerdictStage:
             if verdict.status is Status.ACCEPTED and verdict.timeliness is Timeliness.LATE:
                 late[regime] += 1
         metrics = self._rt.metrics
+        for topic, n in Counter(m.topic for m in batch.messages).items():
+            metrics.published.labels(topic=topic).inc(n)
         if batch.dead_letters:
             metrics.dlq_messages.labels(topic=RECEIVED.name).inc(batch.dead_letters)
         for (regime, status), n in verdicts.items():

@@ -181,6 +181,13 @@ class Metrics:
             ["topic"],
             registry=registry,
         )
+        self.published = Counter(
+            "baocao_published_total",
+            "Messages a stage published itself, acknowledged by Kafka before its database "
+            "transaction committed (not through an outbox), by topic.",
+            ["topic"],
+            registry=registry,
+        )
         self.consumer_lag = Gauge(
             "baocao_consumer_lag_messages",
             "Messages in a partition not yet committed by a consumer group (sampled).",

@@ -1,6 +1,7 @@
 """Every stage counts what a batch did once its transaction has committed: a batch whose
 transaction fails on a database error and is then retried (as the batch consumer does)
-counts its dead letters, refusals, duplicates and verdicts once, not once per try."""
+counts its dead letters, refusals, duplicates and verdicts once, not once per try.
+Validation, which publishes before it commits, publishes a retried batch again unchanged."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from services.validation.settings import ValidationSettings
 from services.validation.verdicts import VerdictStage
 from shared import codec, outbox
 from shared.batches import Record
-from shared.contracts import ACCEPTED, AGGREGATES, HUB_SYNC, INBOUND, RECEIVED
+from shared.contracts import ACCEPTED, AGGREGATES, HUB_SYNC, INBOUND, OUTCOMES, RECEIVED
 from shared.db import Connection
 from shared.outbox import OutboxMessage
 from shared.runtime import Runtime
@@ -112,22 +113,51 @@ async def test_submission_counts_a_retried_batch_once(
     assert retried == {"dlq": 1, "malformed": 1, "duplicates": 1, "received": 1}
 
 
-@pytest.mark.usefixtures("first_transaction_fails")
-async def test_validation_counts_a_retried_batch_once(
-    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+async def test_validation_counts_a_retried_batch_once_and_publishes_it_again_unchanged(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Validation publishes a batch's messages before its transaction commits. The process
+    stops right after the broker acknowledged them (the transaction rolls back): nothing is
+    stored or counted, and the batch read again publishes the very same messages."""
     config = service_settings(ValidationSettings, namespace, kafka_bootstrap, postgres_dsn, now=NOW)
     batch = records(config.kafka.topic(RECEIVED), NOT_JSON, codec.dumps(factories.received()))
     runtime = Runtime("validation", config, REPO_ROOT / "services" / "validation" / "migrations")
-    failed, retried = await counts_after_a_failed_try(
-        runtime,
-        lambda rt: VerdictStage(rt).judge,
-        batch,
-        dlq=("baocao_dlq_messages_total", {"topic": RECEIVED.name}),
-        verdicts=("baocao_report_verdicts_total", {}),
-    )
-    assert failed == {"dlq": 0, "verdicts": 0}
-    assert retried == {"dlq": 1, "verdicts": 1}
+    publish = Runtime.publish
+    published: list[list[tuple[str, bytes | None, bytes]]] = []
+
+    async def publish_then_stop_once(self: Runtime, messages: Sequence[OutboxMessage]) -> None:
+        await publish(self, messages)
+        published.append([(m.topic, m.key, m.payload) for m in messages])
+        if len(published) == 1:
+            raise RuntimeError("stopped after the broker acknowledged")
+
+    monkeypatch.setattr(Runtime, "publish", publish_then_stop_once)
+    counted = {
+        "dlq": ("baocao_dlq_messages_total", {"topic": RECEIVED.name}),
+        "verdicts": ("baocao_report_verdicts_total", {}),
+        "published": ("baocao_published_total", {}),
+    }
+    await runtime.start()
+    try:
+        stage = VerdictStage(runtime)
+
+        async def read() -> dict[str, float]:
+            found = {k: total(runtime.registry, n, **labels) for k, (n, labels) in counted.items()}
+            async with runtime.pool.acquire() as conn:
+                found["stored"] = await conn.fetchval("SELECT count(*) FROM verdicts")
+            return found
+
+        with pytest.raises(RuntimeError, match="stopped after"):
+            await stage.judge(batch)
+        assert await read() == {"dlq": 0, "verdicts": 0, "published": 0, "stored": 0}
+        await stage.judge(batch)
+        assert await read() == {"dlq": 1, "verdicts": 1, "published": 3, "stored": 1}
+    finally:
+        await runtime.stop()
+    first, again = published
+    assert first == again  # judged again the same way: the same bytes, keys and topics
+    expected = [config.kafka.topic(ACCEPTED), config.kafka.topic(OUTCOMES)]
+    assert sorted(t for t, _, _ in first) == sorted([*expected, config.kafka.dlq(RECEIVED)])
 
 
 @pytest.mark.usefixtures("first_transaction_fails")

@@ -9,7 +9,7 @@ services.submission lock-exception open` lets one unit report into a locked peri
 report is accepted, late, and reaches the national hub in the province's snapshot) while
 another unit is still refused, and `lock-exception list` shows who opened it and why.
 And, with validation killed (SIGKILL) while corrections stream in and restarted: every
-report gets a verdict, the same one however often it is relayed, and the province's
+report gets a verdict, the same one however often it is published, and the province's
 figures at the hub equal the fold of each unit's latest revision, exactly.
 """
 

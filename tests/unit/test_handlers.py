@@ -5,7 +5,9 @@ Proves, on faststream's in-memory `TestKafkaBroker`: each service's router, buil
 the bytes published. And, driving `BatchConsumer` directly with fake messages: a batch
 that succeeds is committed once; a batch whose processing raised is rewound (nack), not
 committed, with a growing back-off; after repeated failures of the same batch the poison
-record is isolated and dead-lettered while the other records are processed; a commit that
+record is isolated and dead-lettered while the other records are processed; a batch that
+fails for a reason outside its records (`TransientError`: the broker did not acknowledge) is
+retried whole however often it fails, and never split, even mid-isolation; a commit that
 fails around a rebalance does not raise.
 """
 
@@ -34,7 +36,7 @@ from services.validation.handlers import build_router as validation_router
 from services.validation.settings import ValidationSettings
 from services.validation.verdicts import VerdictStage
 from shared import batches
-from shared.batches import ISOLATE_AFTER_FAILURES, BatchConsumer, Record
+from shared.batches import ISOLATE_AFTER_FAILURES, BatchConsumer, Record, TransientError
 from shared.contracts import ACCEPTED, AGGREGATES, INBOUND, OUTCOMES, RECEIVED, TopicSpec
 from shared.observability.metrics import Metrics
 from shared.runtime import Runtime
@@ -184,8 +186,10 @@ class Harness:
         *,
         fail_every_batch: bool = False,
         dead_letter_fails: bool = False,
+        unacknowledged: Sequence[bytes] = (),
     ) -> None:
         self.poison = set(poison)
+        self.unacknowledged = set(unacknowledged)  # the broker does not acknowledge these
         self.fail_every_batch = fail_every_batch
         self.dead_letter_fails = dead_letter_fails
         self.processed: list[list[bytes]] = []
@@ -197,6 +201,8 @@ class Harness:
 
     async def process(self, batch: Sequence[Record]) -> None:
         values = [record.value for record in batch]
+        if self.unacknowledged & set(values):
+            raise TransientError("the broker did not acknowledge")
         if self.fail_every_batch or self.poison & set(values):
             raise ValueError("cannot store this batch")
         self.processed.append(values)
@@ -325,6 +331,35 @@ async def test_after_isolation_the_next_batch_is_processed_whole_again(
     message = await harness.deliver(records(TOPIC, b"e", b"f", first_offset=104))
     assert harness.processed[-1] == [b"e", b"f"]
     assert message.acks == 1
+
+
+async def test_a_batch_the_broker_did_not_acknowledge_is_retried_whole_and_never_split(
+    sleeps: list[float],
+) -> None:
+    harness = Harness(unacknowledged=[b"d"])
+    for _ in range(ISOLATE_AFTER_FAILURES * 3):
+        message = await harness.deliver(BATCH)
+        assert (message.acks, message.nacks) == (0, 1)
+    assert harness.processed == []
+    assert harness.dead == []
+    assert sleeps == [0.2] * (ISOLATE_AFTER_FAILURES * 3)
+    harness.unacknowledged.clear()  # the broker is back
+    message = await harness.deliver(BATCH)
+    assert harness.processed == [[b"a", b"b", b"poison", b"d"]]
+    assert message.acks == 1
+
+
+async def test_isolation_stops_at_a_record_the_broker_did_not_acknowledge(
+    sleeps: list[float],
+) -> None:
+    harness = Harness(poison=[b"poison"])
+    for _ in range(ISOLATE_AFTER_FAILURES):
+        await harness.deliver(BATCH)
+    harness.unacknowledged.add(b"d")  # the broker goes away while the batch is split
+    message = await harness.deliver(BATCH)  # a, b, poison dead-lettered, then d
+    assert harness.processed == [[b"a"], [b"b"]]
+    assert [record.value for record, _ in harness.dead] == [b"poison"]
+    assert (message.acks, message.nacks) == (0, 1)  # d is not dead-lettered: all comes again
 
 
 async def test_a_commit_that_fails_around_a_rebalance_does_not_raise(sleeps: list[float]) -> None:
