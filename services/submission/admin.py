@@ -154,15 +154,19 @@ def build_admin_api(runtime: Runtime, access: Access) -> APIRouter:
                 "E141.operator", field="opened_by", operator=who, claimed=read.opened_by
             )
             return _refused(403, (claimed,))
-        opened = open_exception(read, runtime.catalog, runtime.clock.now())
-        if not isinstance(opened, LockException):
-            return _refused(422, opened)
-        message = OutboxMessage(
-            runtime.topic(RECEIVED),
-            regime_period_key(opened.regime, opened.period),
-            codec.dumps(opened),
-        )
         async with runtime.pool.acquire() as conn, conn.transaction():
+            # Opened once no batch from Kafka is deciding how to forward: one that decided
+            # before committed before, so only reports received before this exception's
+            # opening can reach validation ahead of it (see `ingest`).
+            await store.hold_forwarding(conn)
+            opened = open_exception(read, runtime.catalog, runtime.clock.now())
+            if not isinstance(opened, LockException):
+                return _refused(422, opened)
+            message = OutboxMessage(
+                runtime.topic(RECEIVED),
+                regime_period_key(opened.regime, opened.period),
+                codec.dumps(opened),
+            )
             number = await store.insert_lock_exception(conn, opened)
             await outbox.write(conn, [message])
             await store.audit(

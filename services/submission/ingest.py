@@ -1,11 +1,26 @@
 """Ingesting reports from both channels: store the raw report, stamp it, pass it on.
 
 A report is acknowledged (Kafka offset committed, or HTTP 202) only after it is stored in
-PostgreSQL together with the outbox message that forwards it, in one transaction: nothing
-accepted can be lost. `report_id` is the sender's idempotency key: a second report with
-the same id is a duplicate and gets the original verdict back with status `duplicate`
-(at once if the verdict is known, else when it arrives). A redelivery of the same Kafka
-record after a crash is recognised by its offset and has no effect at all.
+PostgreSQL and its forwarding to reports.received.v1 is certain: nothing accepted can be
+lost. Over HTTP the forwarding message is committed with the report, to an outbox. From
+Kafka it is published once the report is committed and before the offset is: a record
+read again (the process stopped in between) finds its report stored, and it is forwarded
+again unless its offset is at or below the partition's mark of reports forwarded
+(`forwarded`, raised once the broker acknowledged a batch). A replay under new consumer
+groups therefore forwards nothing again, and a report forwarded twice carries the same
+`received_at` both times, read back from the database; validation keeps the first.
+
+Validation judges a (regime, period)'s reports in the order of reports.received.v1, and an
+operator's lock exception, which travels there too, must come before the reports received
+after it was opened. So a Kafka batch is published directly only when the outbox holds no
+message for reports.received.v1 (a lock exception, a report sent over HTTP): otherwise
+its messages join the outbox behind them. A lock exception is opened under the lock that
+batches check this under (`store.may_forward_directly`): a batch that checked before it
+was opened committed before, with reports received before it.
+`report_id` is the sender's idempotency key: a second report with the same id is a
+duplicate and gets the original verdict back with status `duplicate` (at once if the
+verdict is known, else when it arrives). A redelivery of the same Kafka record after a
+crash is recognised by its offset and is never stored or answered twice.
 
 With sender authentication on, a report is taken only from a registered source, for one
 of its units, signed when it must be (see `senders`). With it off, anyone may send for any
@@ -29,6 +44,7 @@ import orjson
 
 from shared import codec, outbox
 from shared.batches import Record
+from shared.clock import TIMEZONE
 from shared.contracts import (
     INBOUND,
     OUTCOMES,
@@ -124,8 +140,10 @@ class Ingest:
         tally = _Tally()
         async with self._rt.pool.acquire() as conn:
             # Records read again (a crash before the offset commit, a replay) whose report
-            # is stored already have no effect at all: not even parsed.
+            # is stored already are not even parsed; forwarded again only if that was
+            # never acknowledged.
             again = await store.stored_from(conn, [_source(r) for r in records])
+            unsent = await self._unforwarded(conn, again)
         read_records: list[tuple[Record, str | None]] = []
         results: list[Readable | Unreadable] = []
         async for record in paced(records):
@@ -153,11 +171,38 @@ class Ingest:
             refusal = self._taken_id(report)
             messages += self._refusal(refusal, Channel.KAFKA, record, report.sender, tally)
         taken = [r for r, _ in reports if r.report.report_id not in foreign]
+        upto = _last_offsets(records)
         async with self._rt.pool.acquire() as conn, conn.transaction():
+            direct = await store.may_forward_directly(conn, self._rt.topic(RECEIVED))
             stored, answers = await self._store(conn, taken, tally)
+            forwards = [*unsent, *(self._forward(r) for r in stored)]
+            if not direct:
+                # Forwarding messages wait in the outbox: these follow them, in order.
+                messages += forwards
+                await store.mark_forwarded(conn, upto)
             await outbox.write(conn, messages + answers)
         self._rt.relay.notify()
         self._count(stored, tally)
+        if direct:
+            await self._rt.publish(forwards)  # a failure: the batch comes again, unsent
+            async with self._rt.pool.acquire() as conn:
+                await store.mark_forwarded_lazily(conn, upto)
+            if forwards:
+                self._rt.metrics.published.labels(topic=forwards[0].topic).inc(len(forwards))
+
+    async def _unforwarded(
+        self, conn: Connection, again: set[tuple[str, int, int]]
+    ) -> list[OutboxMessage]:
+        """The forwarding messages of stored reports read again beyond their partition's
+        mark: stored, but the broker's acknowledgement was never recorded."""
+        if not again:
+            return []
+        marks = await store.forwarded_upto(conn, {(t, p) for t, p, _ in again})
+        beyond = sorted(s for s in again if s[2] > marks.get((s[0], s[1]), -1))
+        return [
+            self._received(r.regime, r.period, r.raw, r.received_at.astimezone(TIMEZONE), r.channel)
+            for r in await store.reports_from(conn, beyond)
+        ]
 
     async def from_http(self, raw: bytes, sender: Source | None = None) -> Ingested | Unreadable:
         """Take one report sent over HTTP by `sender` (None when senders are not
@@ -183,7 +228,7 @@ class Ingest:
         tally = _Tally()
         async with self._rt.pool.acquire() as conn, conn.transaction():
             stored, answers = await self._store(conn, [report], tally)
-            await outbox.write(conn, answers)
+            await outbox.write(conn, [*(self._forward(r) for r in stored), *answers])
             verdict = (
                 None if stored else (await store.verdicts_of(conn, [report_id])).get(report_id)
             )
@@ -232,13 +277,14 @@ class Ingest:
     async def _store(
         self, conn: Connection, reports: Sequence[StoredReport], tally: _Tally
     ) -> tuple[list[StoredReport], list[OutboxMessage]]:
-        """Insert new reports and forward them; answer duplicates. Returns (stored, messages)."""
+        """Insert new reports; answer duplicates. Returns (stored, answers): the caller
+        forwards what was stored."""
         firsts: dict[str, StoredReport] = {}
         for report in reports:
             firsts.setdefault(report.report.report_id, report)
         inserted = await store.insert_reports(conn, list(firsts.values()))
         stored = [r for i, r in firsts.items() if i in inserted]
-        messages = [self._forward(r) for r in stored]
+        messages: list[OutboxMessage] = []
 
         repeats = [  # the second report with an id in this batch, or one already stored
             r
@@ -285,14 +331,19 @@ class Ingest:
         """The ReceivedReport, with the report embedded as the sender wrote it: it was just
         read and validated, and its own bytes are "the report as sent" (not written again)."""
         r = report.report
+        return self._received(r.regime, r.period, report.raw, report.received_at, report.channel)
+
+    def _received(
+        self, regime: str, period: str, raw: bytes, received_at: datetime, channel: Channel
+    ) -> OutboxMessage:
         message = {
             "schema": RECEIVED_SCHEMA,
-            "report": orjson.Fragment(report.raw),
-            "received_at": report.received_at,
-            "channel": report.channel.value,
+            "report": orjson.Fragment(raw),
+            "received_at": received_at,
+            "channel": channel.value,
         }
         return OutboxMessage(
-            self._rt.topic(RECEIVED), regime_period_key(r.regime, r.period), codec.dumps(message)
+            self._rt.topic(RECEIVED), regime_period_key(regime, period), codec.dumps(message)
         )
 
     def _take(self, raw: bytes, sender: str | None, source: Source | None) -> Readable | Unreadable:
@@ -459,3 +510,12 @@ def _final(verdict: Outcome | None) -> bool:
 
 def _source(record: Record) -> tuple[str, int, int]:
     return (record.topic, record.partition, record.offset)
+
+
+def _last_offsets(records: Sequence[Record]) -> dict[tuple[str, int], int]:
+    """The highest offset of each partition in a batch."""
+    last: dict[tuple[str, int], int] = {}
+    for record in records:
+        key = (record.topic, record.partition)
+        last[key] = max(last.get(key, record.offset), record.offset)
+    return last

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
@@ -104,6 +104,108 @@ async def stored_from(
         [s[2] for s in sources],
     )
     return {(r["source_topic"], r["source_partition"], r["source_offset"]) for r in rows}
+
+
+async def forwarded_upto(
+    conn: Connection, partitions: Iterable[tuple[str, int]]
+) -> dict[tuple[str, int], int]:
+    """The offset up to which each partition's reports are known to be forwarded."""
+    partitions = sorted(set(partitions))
+    rows = await conn.fetch(
+        "SELECT f.source_topic, f.source_partition, f.upto FROM forwarded f"
+        " JOIN unnest($1::text[], $2::int[]) AS s(topic, part)"
+        " ON f.source_topic = s.topic AND f.source_partition = s.part",
+        [p[0] for p in partitions],
+        [p[1] for p in partitions],
+    )
+    return {(r["source_topic"], r["source_partition"]): r["upto"] for r in rows}
+
+
+# Taken shared by each batch from Kafka as it decides how to forward, and exclusively to
+# open a lock exception (see `may_forward_directly`).
+_FORWARDING_LOCK: Final = "hashtext(current_schema() || '.forwarding')"
+
+
+async def may_forward_directly(conn: Connection, received_topic: str) -> bool:
+    """Whether a batch from Kafka may publish its forwarding messages itself after its
+    commit: the outbox holds none for reports.received.v1, which they would overtake.
+
+    Call first in the batch's transaction. The shared lock keeps a lock exception from
+    being opened until the batch has committed; the check is a statement of its own, so
+    that it sees a lock exception committed while the lock was awaited."""
+    await conn.execute(f"SELECT pg_advisory_xact_lock_shared({_FORWARDING_LOCK})")
+    waiting: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM outbox WHERE topic = $1)", received_topic
+    )
+    return not waiting
+
+
+async def hold_forwarding(conn: Connection) -> None:
+    """Wait until no batch from Kafka is deciding how to forward, and keep any from doing
+    so until this transaction ends: for opening a lock exception."""
+    await conn.execute(f"SELECT pg_advisory_xact_lock({_FORWARDING_LOCK})")
+
+
+async def mark_forwarded(conn: Connection, upto: Mapping[tuple[str, int], int]) -> None:
+    """Every report of these partitions up to these offsets is forwarded (acknowledged, or
+    in the outbox of the transaction that calls this)."""
+    if not upto:
+        return
+    await conn.execute(
+        """
+        INSERT INTO forwarded (source_topic, source_partition, upto)
+        SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[])
+        ON CONFLICT (source_topic, source_partition)
+            DO UPDATE SET upto = greatest(forwarded.upto, excluded.upto)
+        """,
+        [p[0] for p in upto],
+        [p[1] for p in upto],
+        list(upto.values()),
+    )
+
+
+async def mark_forwarded_lazily(conn: Connection, upto: Mapping[tuple[str, int], int]) -> None:
+    """`mark_forwarded` in a transaction of its own that need not wait for the disk: lost
+    in a server crash, the mark only makes those reports be forwarded again."""
+    async with conn.transaction():
+        await conn.execute("SELECT set_config('synchronous_commit', 'off', true)")
+        await mark_forwarded(conn, upto)
+
+
+@dataclass(frozen=True, slots=True)
+class Unforwarded:
+    """A stored report from Kafka whose forwarding was never acknowledged."""
+
+    regime: str
+    period: str
+    raw: bytes
+    received_at: datetime
+    channel: Channel
+
+
+async def reports_from(
+    conn: Connection, sources: Sequence[tuple[str, int, int]]
+) -> list[Unforwarded]:
+    """The stored reports these Kafka records (topic, partition, offset) brought, in the
+    order they were read."""
+    if not sources:
+        return []
+    rows = await conn.fetch(
+        """
+        SELECT r.regime, r.period, r.body, r.received_at, r.channel FROM reports r
+        JOIN unnest($1::text[], $2::int[], $3::bigint[]) AS s(topic, part, off)
+          ON r.source_topic = s.topic AND r.source_partition = s.part
+         AND r.source_offset = s.off
+        ORDER BY s.topic, s.part, s.off
+        """,
+        [s[0] for s in sources],
+        [s[1] for s in sources],
+        [s[2] for s in sources],
+    )
+    return [
+        Unforwarded(r["regime"], r["period"], r["body"], r["received_at"], Channel(r["channel"]))
+        for r in rows
+    ]
 
 
 async def owners_of(conn: Connection, report_ids: Iterable[str]) -> dict[str, str]:

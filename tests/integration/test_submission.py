@@ -1,24 +1,42 @@
-"""Submission against real Kafka and PostgreSQL: stores, forwards, dedups, refuses clearly."""
+"""Submission against real Kafka and PostgreSQL: stores, forwards, dedups, refuses clearly.
+
+A report from Kafka is forwarded once its transaction has committed: a batch read again
+forwards nothing more once the broker acknowledged it, and forwards again, byte for byte
+from the database, what the broker never acknowledged."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from datetime import datetime
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timedelta
 
 import asyncpg
+import pytest
 
 from services.submission import store
 from services.submission.app import build_app
 from services.submission.ingest import Ingest
 from services.submission.settings import SubmissionSettings
-from shared import codec
-from shared.contracts import INBOUND, OUTCOMES, RECEIVED, Outcome, ReceivedReport, Status
+from shared import codec, outbox
+from shared.batches import TransientError
+from shared.clock import FixedClock
+from shared.contracts import (
+    INBOUND,
+    OUTCOMES,
+    RECEIVED,
+    LockException,
+    Outcome,
+    ReceivedReport,
+    Report,
+    Status,
+    regime_period_key,
+)
+from shared.outbox import OutboxMessage
 from shared.runtime import Runtime
 from shared.settings import REPO_ROOT
 from tests import factories
-from tests.fakes import records
+from tests.fakes import FakeRecord, records
 from tests.harness import (
     TopicReader,
     an_advisory_lock_is_awaited,
@@ -249,8 +267,21 @@ async def test_a_duplicate_recorded_while_its_verdict_is_being_stored_is_still_a
     assert [codec.decode(Outcome, a["payload"]).status for a in answers] == [Status.DUPLICATE]
 
 
+def recording(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> list[OutboxMessage]:
+    """What the runtime publishes from now on, once the broker has acknowledged it."""
+    sent: list[OutboxMessage] = []
+    publish = runtime.publish
+
+    async def record(messages: Sequence[OutboxMessage]) -> None:
+        await publish(messages)
+        sent.extend(messages)
+
+    monkeypatch.setattr(runtime, "publish", record)
+    return sent
+
+
 async def test_a_batch_read_again_stores_and_forwards_nothing_more(
-    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # As after a crash before the offset commit, or a replay under new consumer groups: the
     # same records again, reports and a copy of one of them alike.
@@ -260,20 +291,182 @@ async def test_a_batch_read_again_stores_and_forwards_nothing_more(
         config.kafka.topic(INBOUND), codec.dumps(first), codec.dumps(second), codec.dumps(first)
     )
     async with ingesting(config) as (runtime, ingest):
+        sent = recording(runtime, monkeypatch)
+        await ingest.from_kafka(batch)
+        forwarded = list(sent)
         await ingest.from_kafka(batch)
         async with runtime.pool.acquire() as conn:
-            before = await conn.fetch("SELECT topic, payload FROM outbox ORDER BY id")
-        await ingest.from_kafka(batch)
-        async with runtime.pool.acquire() as conn:
-            after = await conn.fetch("SELECT topic, payload FROM outbox ORDER BY id")
+            relayed = await conn.fetchval(
+                "SELECT count(*) FROM outbox WHERE topic = $1", config.kafka.topic(RECEIVED)
+            )
             stored = await conn.fetchval("SELECT count(*) FROM reports")
             pending = await conn.fetchval("SELECT count(*) FROM pending_duplicates")
-    assert [r["topic"] for r in before] == [config.kafka.topic(RECEIVED)] * 2
-    assert after == before
+    assert [m.topic for m in forwarded] == [config.kafka.topic(RECEIVED)] * 2
+    assert sent == forwarded
+    assert relayed == 0  # from Kafka, published directly: never through the outbox
     assert stored == 2
     # A copy is not stored, so read again it waits for its original's verdict again: a
     # copy is answered at least once, with the same verdict.
     assert pending == 2
+
+
+def two_reports(config: SubmissionSettings) -> tuple[Report, Report, tuple[FakeRecord, ...]]:
+    """Two new reports of different units, and the batch of records that brings them."""
+    first, second = factories.report(), factories.report(unit="TB.HH.N01")
+    return first, second, records(config.kafka.topic(INBOUND), *map(codec.dumps, (first, second)))
+
+
+async def test_reports_whose_forwarding_was_never_acknowledged_are_forwarded_again_unchanged(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The broker does not acknowledge the first forwarding (or the process stops before it
+    # does): the reports are stored, the offsets not committed, so the batch comes again.
+    config = settings(namespace, kafka_bootstrap, postgres_dsn)
+    _, _, batch = two_reports(config)
+    async with ingesting(config) as (runtime, ingest):
+        clock = FixedClock(NOW)
+        monkeypatch.setattr(runtime, "clock", clock)
+        attempted: list[OutboxMessage] = []
+        publish = runtime.publish
+
+        async def unacknowledged_once(messages: Sequence[OutboxMessage]) -> None:
+            if not attempted:
+                attempted.extend(messages)
+                raise TransientError("the broker did not acknowledge")
+            await publish(messages)
+
+        monkeypatch.setattr(runtime, "publish", unacknowledged_once)
+        with pytest.raises(TransientError):
+            await ingest.from_kafka(batch)
+        sent = recording(runtime, monkeypatch)
+        clock.advance(timedelta(minutes=5))  # a later read would stamp a later time
+        await ingest.from_kafka(batch)  # read again: stored already, never forwarded
+        again = list(sent)
+        await ingest.from_kafka(batch)  # and once more, after the acknowledgement
+        async with runtime.pool.acquire() as conn:
+            stored = await conn.fetchval("SELECT count(*) FROM reports")
+    assert stored == 2
+    # The same bytes as the first try, received_at included, read back from the database.
+    assert [(m.topic, m.key, m.payload) for m in again] == [
+        (m.topic, m.key, m.payload) for m in attempted
+    ]
+    assert [codec.decode(ReceivedReport, m.payload).received_at for m in again] == [NOW, NOW]
+    assert sent == again  # acknowledged and marked: nothing more
+
+
+async def received_in_outbox(runtime: Runtime) -> list[bytes]:
+    """The payloads waiting in the outbox for reports.received.v1, in the relay's order."""
+    async with runtime.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT payload FROM outbox WHERE topic = $1 ORDER BY id", runtime.topic(RECEIVED)
+        )
+    return [r["payload"] for r in rows]
+
+
+def an_exception_message(runtime: Runtime) -> OutboxMessage:
+    exception = LockException(
+        regime="KSTT-TTHC",
+        period="2026-Q1",
+        unit="TB.DH.N01",
+        expires_at=NOW + timedelta(days=1),
+        reason="Đơn vị bị mất điện kéo dài",
+        opened_by="operator-1",
+        opened_at=NOW,
+    )
+    key = regime_period_key(exception.regime, exception.period)
+    return OutboxMessage(runtime.topic(RECEIVED), key, codec.dumps(exception))
+
+
+async def test_a_batch_from_kafka_queues_behind_forwarding_messages_waiting_in_the_outbox(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A lock exception committed and not yet relayed: reports published directly would
+    # reach validation before it.
+    config = settings(namespace, kafka_bootstrap, postgres_dsn)
+    first, second, batch = two_reports(config)
+    async with ingesting(config) as (runtime, ingest):
+        exception = an_exception_message(runtime)
+        async with runtime.pool.acquire() as conn:
+            await outbox.write(conn, [exception])
+        sent = recording(runtime, monkeypatch)
+        await ingest.from_kafka(batch)
+        queued = await received_in_outbox(runtime)
+        await ingest.from_kafka(batch)  # read again: in the outbox already, nothing more
+        again = await received_in_outbox(runtime)
+    assert sent == []
+    forwarded = [codec.decode(ReceivedReport, p).report for p in queued[1:]]
+    assert queued[0] == exception.payload
+    assert forwarded == [first, second]
+    assert again == queued
+
+
+async def test_a_batch_from_kafka_waits_for_a_lock_exception_being_opened_then_queues_behind_it(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = settings(namespace, kafka_bootstrap, postgres_dsn)
+    report = factories.report()
+    batch = records(config.kafka.topic(INBOUND), codec.dumps(report))
+    async with ingesting(config) as (runtime, ingest):
+        exception = an_exception_message(runtime)
+        sent = recording(runtime, monkeypatch)
+        async with runtime.pool.acquire() as conn:
+            async with conn.transaction():
+                await store.hold_forwarding(conn)
+                ingesting_batch = asyncio.create_task(ingest.from_kafka(batch))
+                await eventually(lambda: an_advisory_lock_is_awaited(runtime.pool))
+                assert not ingesting_batch.done()
+                await outbox.write(conn, [exception])
+            await ingesting_batch
+        queued = await received_in_outbox(runtime)
+    assert sent == []
+    assert queued[0] == exception.payload
+    assert [codec.decode(ReceivedReport, p).report for p in queued[1:]] == [report]
+
+
+async def test_a_lock_exception_is_opened_only_once_no_batch_from_kafka_is_deciding(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    # Opened while a batch that found nothing waiting has yet to commit and publish, the
+    # exception could reach validation ahead of reports received before it: not harmful,
+    # but only because it is opened (and stamped) after that batch commits.
+    config = settings(namespace, kafka_bootstrap, postgres_dsn)
+    request = {
+        "regime": "KSTT-TTHC",
+        "period": "2026-Q1",
+        "unit": "TB.DH.N01",
+        "expires_at": (NOW + timedelta(days=1)).isoformat(),
+        "reason": "Đơn vị bị mất điện kéo dài",
+        "opened_by": "operator-1",
+    }
+    schema = config.postgres.schema_name("submission")
+    async with (
+        running(build_app(config)) as http,
+        asyncpg.create_pool(
+            postgres_dsn, min_size=2, max_size=2, server_settings={"search_path": schema}
+        ) as pool,
+        pool.acquire() as batch,
+    ):
+        async with batch.transaction():
+            assert await store.may_forward_directly(batch, config.kafka.topic(RECEIVED))
+            opening = asyncio.create_task(http.post("/v1/admin/lock-exceptions", json=request))
+            await eventually(lambda: an_advisory_lock_is_awaited(pool))
+            assert not opening.done()
+        opened = await opening
+    assert opened.status_code == 201, opened.text
+
+
+async def test_a_batch_from_kafka_with_nothing_waiting_is_published_directly(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = settings(namespace, kafka_bootstrap, postgres_dsn)
+    report = factories.report()
+    batch = records(config.kafka.topic(INBOUND), codec.dumps(report))
+    async with ingesting(config) as (runtime, ingest):
+        sent = recording(runtime, monkeypatch)
+        await ingest.from_kafka(batch)
+        queued = await received_in_outbox(runtime)
+    assert queued == []
+    assert [codec.decode(ReceivedReport, m.payload).report for m in sent] == [report]
 
 
 async def test_a_batch_partly_read_before_stores_only_the_records_not_stored_yet(
