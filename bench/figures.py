@@ -60,6 +60,17 @@ def middle_rate(done: Sequence[float], share: float = 0.8) -> float:
     return rate(int(len(ordered) * share), high - low)
 
 
+def per_second(times: Sequence[float], start: float) -> list[int]:
+    """How many of `times` fall in each whole second from `start` (earlier ones in the
+    first)."""
+    if not times:
+        return []
+    counts = [0] * (max(0, math.floor(max(times) - start)) + 1)
+    for t in times:
+        counts[max(0, math.floor(t - start))] += 1
+    return counts
+
+
 def targets(result: Mapping[str, Any]) -> dict[str, bool | None]:
     latency = result.get("latency_run") or {}
     throughput = result.get("throughput_run") or {}
@@ -147,7 +158,10 @@ def _services(services: Mapping[str, Mapping[str, Any]]) -> list[str]:
     for name, usage in services.items():
         rss = f"{usage['peak_rss_mb']:>7.0f} MB" if usage["peak_rss_mb"] else f"{'-':>10}"
         per_report = f"{usage.get('cpu_us_per_report', 0):>8} us"
-        lines.append(f"  {name:<18} {usage['cpu_share']:>11.2f} {per_report:>11} {rss}")
+        line = f"  {name:<18} {usage['cpu_share']:>11.2f} {per_report:>11} {rss}"
+        if usage.get("jit_share"):
+            line += f"  {usage['jit_share']:.0%} of it the JVM compiling its own code (JIT)"
+        lines.append(line)
     total = sum(u.get("cpu_us_per_report", 0) for u in services.values())
     lines.append(f"  {'all':<18} {'':>11} {total:>8} us")
     return lines

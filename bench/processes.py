@@ -34,6 +34,7 @@ from shared.settings import REPO_ROOT
 SERVICES = ("submission", "validation", "aggregation", "connector", "hub_simulator")
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -50,6 +51,7 @@ class Usage:
     cpu_s: float
     wall_s: float
     peak_rss_bytes: int
+    jit_s: float = 0.0  # of cpu_s, a JVM's JIT compiler threads (the broker just started)
 
     @property
     def cpu_share(self) -> float:
@@ -113,6 +115,25 @@ def listening(port: int) -> int | None:
     return None
 
 
+# HotSpot's JIT compiler threads ("C1 CompilerThread0", cut to 15 characters in comm).
+_COMPILER_THREAD = ("C1 CompilerThre", "C2 CompilerThre")
+
+
+def jit_cpu_s(pid: int) -> float:
+    """CPU seconds a Java process's JIT compiler threads have taken so far (0 when it is no
+    JVM or cannot be read): what a broker just started spends compiling its own code."""
+    total = 0.0
+    tasks = Path(f"/proc/{pid}/task")
+    try:
+        for task in tasks.iterdir():
+            if (task / "comm").read_text().strip().startswith(_COMPILER_THREAD):
+                fields = (task / "stat").read_text().rpartition(")")[2].split()
+                total += (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    except OSError:
+        pass  # a thread that ended while read, or no such process: count what was read
+    return total
+
+
 def _cpu_of(process: psutil.Process) -> float:
     times = process.cpu_times()
     return float(times.user + times.system)
@@ -129,6 +150,7 @@ class Meter:
         self.peak_reset = all(resets)
         self._servers = {name: psutil.Process(pid) for name, pid in (servers or {}).items()}
         self._server_cpu = {name: self._family_cpu(p) for name, p in self._servers.items()}
+        self._server_jit = {name: jit_cpu_s(p.pid) for name, p in self._servers.items()}
         self._machine = _machine_times()
         self._started = time.monotonic()
 
@@ -151,7 +173,8 @@ class Meter:
         for name, server in self._servers.items():
             before, after = self._server_cpu[name], self._family_cpu(server)
             spent = sum(after[pid] - before[pid] for pid in after.keys() & before.keys())
-            usage[name] = Usage(spent, wall, 0)
+            jit = jit_cpu_s(server.pid) - self._server_jit[name]
+            usage[name] = Usage(spent, wall, 0, jit)
         return usage
 
     def machine(self) -> MachineUsage:

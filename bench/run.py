@@ -97,6 +97,7 @@ def _usage(usage: dict[str, Usage], reports: int) -> dict[str, dict[str, float]]
             "cpu_share": round(u.cpu_share, 3),
             "cpu_us_per_report": round(u.cpu_s / reports * 1e6) if reports else 0,
             "peak_rss_mb": round(u.peak_rss_bytes / MB, 1),
+            **({"jit_share": round(u.jit_s / u.cpu_s, 3)} if u.jit_s and u.cpu_s > 0 else {}),
         }
         for name, u in usage.items()
     }
@@ -480,6 +481,8 @@ async def run(plan: Plan, say: Any = print) -> dict[str, Any]:
         "elapsed_s": round(elapsed, 2),
         "throughput_per_s": round(figures.rate(len(burst.payloads), elapsed), 1),
         "sustained_per_s": round(figures.middle_rate(done), 1),
+        # Reports done in each second from the first send: the ramp, the pace, the tail.
+        "done_by_second": figures.per_second(done, burst.first_send),
         **_latencies(timeline, burst),
         "services": _usage(burst.usage, len(burst.payloads)),
         "bench_process": _bench_usage(burst),

@@ -41,7 +41,7 @@ from shared.catalog import Catalog, load_catalog
 from shared.clock import Clock
 from shared.contracts import TopicSpec
 from shared.db import Pool, create_pool, migrate
-from shared.kafka_client import client_options, producer_options
+from shared.kafka_client import client_options, producer_options, send_batched
 from shared.logging import configure_logging, get_logger
 from shared.observability.lag import ConsumerLagMonitor, subscriptions_of
 from shared.observability.metrics import Metrics
@@ -168,38 +168,7 @@ class Runtime:
         producer = self._producer
         if producer is None:
             raise RuntimeError("the service has not started: no producer yet")
-        partitions: dict[str, list[int]] = {}
-        chosen: dict[tuple[str, bytes], int] = {}  # murmur2 is pure Python: once per key
-        open_batches: dict[tuple[str, int], Any] = {}
-        sent: list[asyncio.Future[Any]] = []
-        for message in messages:
-            topic, key = message.topic, message.key
-            if topic not in partitions:
-                partitions[topic] = sorted(await producer.partitions_for(topic))
-            if key is None:
-                partition = self._partitioner(None, partitions[topic], partitions[topic])
-            elif (topic, key) in chosen:
-                partition = chosen[(topic, key)]
-            else:
-                partition = self._partitioner(key, partitions[topic], partitions[topic])
-                chosen[(topic, key)] = partition
-            headers = [JSON_CONTENT, *((k, v.encode()) for k, v in message.headers.items())]
-            batch = open_batches.get((topic, partition))
-            if batch is None or (
-                batch.append(
-                    timestamp=None, key=message.key, value=message.payload, headers=headers
-                )
-                is None
-            ):
-                if batch is not None:  # full: send it, start the next one
-                    sent.append(await producer.send_batch(batch, topic, partition=partition))
-                batch = open_batches[(topic, partition)] = producer.create_batch()
-                batch.append(
-                    timestamp=None, key=message.key, value=message.payload, headers=headers
-                )
-        for (topic, partition), batch in open_batches.items():
-            sent.append(await producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*sent)
+        await send_batched(producer, messages, self._partitioner, (JSON_CONTENT,))
 
     async def publish_now(self, message: OutboxMessage) -> None:
         await self.publish([message])

@@ -10,12 +10,14 @@ snapshot cannot see; the hub-sync lag runs from the province snapshot to the hub
 acknowledgement, and the table prints it; percentiles are nearest-rank values that were
 observed; settings to try reach the services without moving the run, and the table shows
 them and the idle cost; the CPU budget a report sets the relay's cost a hop against what
-the target leaves; the machine's CPU splits into busy, idle and stolen cores.
+the target leaves; the machine's CPU splits into busy, idle and stolen cores; a JVM's
+share of compiling its own code is shown with its CPU; completions are counted by second.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,8 +26,9 @@ import pytest
 
 from bench import figures
 from bench.cli import parser, setting
-from bench.processes import Deployment, MachineUsage, machine_usage
+from bench.processes import Deployment, MachineUsage, Usage, jit_cpu_s, machine_usage
 from bench.run import Phase, _by_second, _latencies
+from bench.run import _usage as _phase_usage
 from bench.timeline import ReportTimes, Timeline, build
 from bench.workload import Payload
 from services.aggregation.folds import Figures, Version, fold, frame_for, versions
@@ -208,6 +211,32 @@ def test_the_sustained_rate_leaves_out_the_start_and_the_tail() -> None:
     done = [i / 1000 for i in range(1000)] + [20.0]
     assert figures.rate(len(done), max(done) - min(done)) == pytest.approx(1001 / 20)
     assert figures.middle_rate(done) == pytest.approx(800 / 0.799, rel=0.01)
+
+
+def test_completions_by_second_show_the_ramp_the_pace_and_the_tail() -> None:
+    start = 100.0
+    done = [100.5, 101.2, 101.3, 101.9, 103.0, 99.9]  # one done as the clock started
+    assert figures.per_second(done, start) == [2, 3, 0, 1]
+    assert figures.per_second([], start) == []
+
+
+def test_the_share_of_a_jvm_compiling_its_own_code_is_shown_with_its_cpu() -> None:
+    assert jit_cpu_s(os.getpid()) == 0.0  # Python has no JIT compiler threads
+    usage = _phase_usage({"kafka (broker)": Usage(2.0, 4.0, 0, jit_s=0.5)}, 1000)
+    assert usage["kafka (broker)"]["jit_share"] == 0.25
+    assert "jit_share" not in _phase_usage({"submission": Usage(2.0, 4.0, 0)}, 1000)["submission"]
+    text = figures.table(
+        RUN
+        | {
+            "relay": {
+                "hops": 3,
+                "throughput_per_s": 10.0,
+                "elapsed_s": 1.0,
+                "services": usage,
+            }
+        }
+    )
+    assert "2000 us          -  25% of it the JVM compiling its own code (JIT)" in text
 
 
 def _latency_run(offered: float, sent: float, p99: float) -> dict[str, object]:
