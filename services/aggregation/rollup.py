@@ -21,7 +21,7 @@ a rolled-back transaction computed.
 
 from __future__ import annotations
 
-from collections import OrderedDict, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -202,9 +202,10 @@ class RollupStage:
         metrics = self._rt.metrics
         if dead:
             metrics.dlq_messages.labels(topic=ACCEPTED.name).inc(dead)
-        for snapshot in emitted:
-            metrics.snapshots_emitted.labels(regime=snapshot.regime).inc()
+        for regime, n in Counter(s.regime for s in emitted).items():
+            metrics.snapshots_emitted.labels(regime=regime).inc(n)
         for regime, period in {(s.regime, s.period) for s in emitted}:
+            # One observation a report, but one label look-up a regime and period.
+            latency = metrics.receipt_to_snapshot.labels(regime=regime)
             for report in fresh[(regime, period)]:
-                delay = (now - report.received_at).total_seconds()
-                metrics.receipt_to_snapshot.labels(regime=regime).observe(max(0.0, delay))
+                latency.observe(max(0.0, (now - report.received_at).total_seconds()))
