@@ -115,7 +115,7 @@ class BatchConsumer:
     async def _consume(self, msg: KafkaMessage, records: tuple[Record, ...]) -> None:
         self._metrics.stage_received.labels(stage=self.stage).inc(len(records))
         started = time.perf_counter()
-        starts = _starts(records)
+        starts = partition_offsets(records)
         # A rewound batch comes back from the same offsets, maybe with more records after.
         again = bool(self._failed_starts) and self._failed_starts.items() <= starts.items()
         dead = 0
@@ -165,13 +165,15 @@ class BatchConsumer:
         return dead
 
 
-def _starts(records: Sequence[Record]) -> dict[tuple[str, int], int]:
-    """The first offset of each partition in a batch."""
-    starts: dict[tuple[str, int], int] = {}
+def partition_offsets(
+    records: Sequence[Record], pick: Callable[[int, int], int] = min
+) -> dict[tuple[str, int], int]:
+    """The first offset (`pick=min`) or the last (`pick=max`) of each partition in a batch."""
+    found: dict[tuple[str, int], int] = {}
     for record in records:
         key = (record.topic, record.partition)
-        starts[key] = min(starts.get(key, record.offset), record.offset)
-    return starts
+        found[key] = pick(found.get(key, record.offset), record.offset)
+    return found
 
 
 async def commit(msg: KafkaMessage, stage: str) -> None:

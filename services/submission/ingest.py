@@ -20,7 +20,7 @@ was opened committed before, with reports received before it.
 `report_id` is the sender's idempotency key: a second report with the same id is a
 duplicate and gets the original verdict back with status `duplicate` (at once if the
 verdict is known, else when it arrives). A redelivery of the same Kafka record after a
-crash is recognised by its offset and is never stored or answered twice.
+crash is recognised by its offset and is never stored twice.
 
 With sender authentication on, a report is taken only from a registered source, for one
 of its units, signed when it must be (see `senders`). With it off, anyone may send for any
@@ -43,7 +43,7 @@ from datetime import datetime
 import orjson
 
 from shared import codec, outbox
-from shared.batches import Record
+from shared.batches import Record, partition_offsets
 from shared.clock import TIMEZONE
 from shared.contracts import (
     INBOUND,
@@ -171,7 +171,7 @@ class Ingest:
             refusal = self._taken_id(report)
             messages += self._refusal(refusal, Channel.KAFKA, record, report.sender, tally)
         taken = [r for r, _ in reports if r.report.report_id not in foreign]
-        upto = _last_offsets(records)
+        upto = partition_offsets(records, max)
         async with self._rt.pool.acquire() as conn, conn.transaction():
             direct = await store.may_forward_directly(conn, self._rt.topic(RECEIVED))
             stored, answers = await self._store(conn, taken, tally)
@@ -510,12 +510,3 @@ def _final(verdict: Outcome | None) -> bool:
 
 def _source(record: Record) -> tuple[str, int, int]:
     return (record.topic, record.partition, record.offset)
-
-
-def _last_offsets(records: Sequence[Record]) -> dict[tuple[str, int], int]:
-    """The highest offset of each partition in a batch."""
-    last: dict[tuple[str, int], int] = {}
-    for record in records:
-        key = (record.topic, record.partition)
-        last[key] = max(last.get(key, record.offset), record.offset)
-    return last
