@@ -144,15 +144,12 @@ class Runtime:
         return self.settings.kafka.group(name or self.service)
 
     async def publish(self, messages: Sequence[OutboxMessage]) -> None:
-        """Send messages (an outbox's rows, or validation's verdicts) and return once the
-        broker has acknowledged them all.
+        """Send messages (an outbox's rows, validation's verdicts, submission's forwarded
+        reports) and return once the broker has acknowledged them all.
 
-        They go through the service's own producer, one record batch per partition, not
-        one send per message: the rows are encoded already, and aiokafka's per-message
-        send (and faststream's publish path above it, four times dearer again) is what a
-        stage would otherwise spend most of its time on. Partitions are chosen as the
-        producer's default partitioner does (murmur2 of the key), so a key's messages
-        stay on one partition, in the order given.
+        They go through the service's own producer as record batches (`send_batched`),
+        not through faststream's publish path, four times dearer again than aiokafka's
+        per-message send: the messages are encoded already.
 
         A failure that may pass (a timeout, a leader moving, a lost connection) raises
         `TransientError`: a batch consumer then retries its batch whole.

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from shared import codec
-from shared.contracts import AcceptedReport, Channel, ReceivedReport, Report, Timeliness
+from shared.contracts import (
+    AcceptedReport,
+    Channel,
+    LockException,
+    ReceivedReport,
+    Report,
+    Timeliness,
+)
 
 _ids = itertools.count(1)
 
@@ -90,6 +97,22 @@ def report_json(**overrides: Any) -> bytes:
 
 def received(at: datetime = NOW, **overrides: Any) -> ReceivedReport:
     return ReceivedReport(report=report(**overrides), received_at=at, channel=Channel.KAFKA)
+
+
+def lock_exception(**overrides: Any) -> LockException:
+    """An operator's exception for TB.DH.N01 in KSTT-TTHC 2026-Q1, opened at NOW for a day,
+    unless overridden."""
+    fields: dict[str, Any] = {
+        "regime": "KSTT-TTHC",
+        "period": "2026-Q1",
+        "unit": "TB.DH.N01",
+        "expires_at": NOW + timedelta(days=1),
+        "reason": "Đơn vị bị mất điện kéo dài",
+        "opened_by": "operator-1",
+        "opened_at": NOW,
+    }
+    fields.update(overrides)
+    return LockException.model_validate(fields)
 
 
 def accepted(**overrides: Any) -> AcceptedReport:

@@ -25,7 +25,6 @@ from shared.contracts import (
     INBOUND,
     OUTCOMES,
     RECEIVED,
-    LockException,
     Outcome,
     ReceivedReport,
     Report,
@@ -364,15 +363,7 @@ async def received_in_outbox(runtime: Runtime) -> list[bytes]:
 
 
 def an_exception_message(runtime: Runtime) -> OutboxMessage:
-    exception = LockException(
-        regime="KSTT-TTHC",
-        period="2026-Q1",
-        unit="TB.DH.N01",
-        expires_at=NOW + timedelta(days=1),
-        reason="Đơn vị bị mất điện kéo dài",
-        opened_by="operator-1",
-        opened_at=NOW,
-    )
+    exception = factories.lock_exception()
     key = regime_period_key(exception.regime, exception.period)
     return OutboxMessage(runtime.topic(RECEIVED), key, codec.dumps(exception))
 

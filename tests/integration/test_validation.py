@@ -13,7 +13,6 @@ from shared.contracts import (
     OUTCOMES,
     RECEIVED,
     AcceptedReport,
-    LockException,
     Outcome,
     Status,
     Timeliness,
@@ -92,14 +91,8 @@ async def test_a_lock_exception_lets_one_unit_report_into_a_locked_period_until_
     config = settings(namespace, kafka_bootstrap, postgres_dsn)
     # 2026-Q1 deadline 2026-03-18, lock 30 days later: 2026-04-17 is the last day.
     after_lock = datetime.fromisoformat("2026-05-02T09:00:00+07:00")
-    exception = LockException(
-        regime="KSTT-TTHC",
-        period="2026-Q1",
-        unit="TB.DH.N01",
-        expires_at=after_lock + timedelta(hours=1),
-        reason="Đơn vị bị mất điện kéo dài",
-        opened_by="operator-1",
-        opened_at=after_lock - timedelta(hours=1),
+    exception = factories.lock_exception(
+        expires_at=after_lock + timedelta(hours=1), opened_at=after_lock - timedelta(hours=1)
     )
     inside = factories.received(after_lock)
     expired = factories.received(after_lock + timedelta(hours=2), unit="TB.DH.N01", revision=2)

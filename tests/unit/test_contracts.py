@@ -34,7 +34,6 @@ from shared.contracts import (
     DeliveryOutcome,
     HubSyncResult,
     Issue,
-    LockException,
     Outcome,
     ReceivedReport,
     Report,
@@ -85,13 +84,9 @@ EXAMPLES: dict[str, BaseModel] = {
         regime="NVCP-S", period="2026-S1", unit="TB.STC", values=dict(factories.NVCP_VALUES)
     ),
     "received report": factories.received(),
-    "lock exception": LockException(
-        regime="KSTT-TTHC",
-        period="2026-Q1",
-        unit="TB.DH.N01",
+    "lock exception": factories.lock_exception(
         expires_at=datetime.fromisoformat("2026-04-30T17:00:00+07:00"),
         reason="Mất điện kéo dài tại xã",
-        opened_by="operator-1",
         opened_at=AT,
     ),
     "outcome": Outcome(
