@@ -206,6 +206,13 @@ def table(result: Mapping[str, Any]) -> str:
         f"workload: {workload['reports']} reports over {workload['slots']} open "
         f"(regime, period, unit) slots, {fewest}-{most} values each, kinds {workload['kinds']}",
     ]
+    reference = result.get("reference_work_us")
+    if reference:
+        lines.append(
+            "reference work (parsing and judging a report in the bench's process, idle "
+            f"machine): {reference['before']:.0f} us before the run, "
+            f"{reference['after']:.0f} us after"
+        )
     if result.get("settings"):
         lines.append("settings: " + ", ".join(f"{k}={v}" for k, v in result["settings"].items()))
     idle = result.get("idle")

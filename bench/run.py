@@ -39,6 +39,7 @@ from bench import figures, profiling
 from bench.figures import MB
 from bench.probes import batches, first_progress, stage_counters, stored, wait_done
 from bench.processes import Deployment, MachineUsage, Meter, Usage, listening
+from bench.reference import reference_work
 from bench.timeline import ReportTimes, Timeline, build
 from bench.topics import read_all, send, total_end
 from bench.workload import Payload, Workload, kinds, values_per_report
@@ -430,7 +431,9 @@ async def run(plan: Plan, say: Any = print) -> dict[str, Any]:
         extra_env=plan.settings,
     )
     result["settings"] = dict(plan.settings)
-    say(f"bench: namespace {namespace}, {len(sent)} reports prepared; starting the services")
+    say(f"bench: namespace {namespace}, {len(sent)} reports prepared; timing the reference work")
+    reference_before = reference_work(catalog, sent, NOW)
+    say("bench: starting the services")
     try:
         try:
             await asyncio.to_thread(deploy.start)
@@ -458,6 +461,10 @@ async def run(plan: Plan, say: Any = print) -> dict[str, Any]:
     finally:
         if not plan.keep:
             await _drop(deploy)
+    result["reference_work_us"] = {
+        "before": round(reference_before, 1),
+        "after": round(reference_work(catalog, sent, NOW), 1),
+    }
 
     result["latency_run"] = {
         "offered_per_s": plan.rate,

@@ -8,19 +8,20 @@ accepted revisions are written in one transaction; a report id already judged is
 redelivery and is skipped.
 
 The batch's messages (each verdict on reports.outcomes.v1, each accepted report on
-reports.accepted.v1, dead letters) are published before that transaction commits, and the
-broker has acknowledged them all when it does: a verdict stored is a verdict published,
-with no outbox. If the transaction fails or the process dies after the publication, the
-verdicts roll back and the batch comes again: it is judged again from the same state, the
-same records and their own `received_at`, so the same verdicts are published again, and
-their consumers take them as the duplicates they are (aggregation by report id and
-revision, submission by report id). Input from Kafka makes this possible: a batch not
-committed is always read again. An outbox cost the database a row written and deleted for
-each message, and was most of its work in this stage.
+reports.accepted.v1, dead letters) are published while its rows are written, before that
+transaction commits, and the broker has acknowledged them all when it does: a verdict
+stored is a verdict published, with no outbox. If the transaction fails or the process dies
+after the publication, the verdicts roll back and the batch comes again: it is judged again
+from the same state, the same records and their own `received_at`, so the same verdicts are
+published again, and their consumers take them as the duplicates they are (aggregation by
+report id and revision, submission by report id). Input from Kafka makes this possible: a
+batch not committed is always read again. An outbox cost the database a row written and
+deleted for each message, and was most of its work in this stage.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -106,15 +107,23 @@ class VerdictStage:
                 elif item.report.report_id not in seen:
                     seen.add(item.report.report_id)
                     self._judge(item, latest, windows, batch)
-            await store.save(
-                conn,
-                batch.verdicts,
-                batch.encoded,
-                self._rt.clock.now(),
-                batch.accepted,
-                batch.exceptions,
+            # The database writes while the broker acknowledges: both finish (neither is
+            # cancelled mid-way on the other's failure) before the commit, or the rollback.
+            saved, published = await asyncio.gather(
+                store.save(
+                    conn,
+                    batch.verdicts,
+                    batch.encoded,
+                    self._rt.clock.now(),
+                    batch.accepted,
+                    batch.exceptions,
+                ),
+                self._rt.publish(batch.messages),
+                return_exceptions=True,
             )
-            await self._rt.publish(batch.messages)  # acknowledged before the commit
+            for failure in (published, saved):  # the broker's first: a TransientError
+                if isinstance(failure, BaseException):
+                    raise failure
         self._count(batch)
 
     def _judge(

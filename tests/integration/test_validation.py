@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
+
+import asyncpg
+import pytest
+from aiokafka.errors import KafkaTimeoutError
 
 from services.validation.app import build_app
 from services.validation.settings import ValidationSettings
@@ -18,6 +24,8 @@ from shared.contracts import (
     Timeliness,
     regime_period_key,
 )
+from shared.outbox import OutboxMessage
+from shared.runtime import Runtime
 from tests import factories
 from tests.harness import TopicReader, produce, running, service_settings
 from tests.integration.validation_stack import Headers, produce_with_headers
@@ -110,6 +118,46 @@ async def test_a_lock_exception_lets_one_unit_report_into_a_locked_period_until_
         ("TB.DH.N02", Status.REJECTED, ["E106"]),
     ]
     assert seen[0].timeliness is Timeliness.LATE
+
+
+async def test_a_batch_the_broker_did_not_acknowledge_is_judged_again_with_nothing_kept(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The verdicts are written while the broker is sending them: when the broker fails,
+    # the rows written meanwhile roll back, or the batch read again would find them
+    # decided and publish nothing.
+    config = settings(namespace, kafka_bootstrap, postgres_dsn)
+    reports = [factories.received(NOW), factories.received(NOW, unit="TB.HH.N01")]
+    sends: list[int] = []
+    send = Runtime._send
+
+    async def failing_once(runtime: Runtime, messages: Sequence[OutboxMessage]) -> None:
+        sends.append(len(messages))
+        if len(sends) == 1:
+            await asyncio.sleep(0.2)  # the verdicts' rows are written by then
+            raise KafkaTimeoutError()
+        await send(runtime, messages)
+
+    monkeypatch.setattr(Runtime, "_send", failing_once)
+    async with running(build_app(config)):
+        await produce(
+            kafka_bootstrap,
+            config.kafka.topic(RECEIVED),
+            [(KEY, codec.dumps(r)) for r in reports],
+        )
+        async with TopicReader(kafka_bootstrap, config.kafka.topic(OUTCOMES)) as outcomes:
+            verdicts = [codec.decode(Outcome, r.value) for r in await outcomes.until(2)]
+            await outcomes.poll()
+            assert len(outcomes.records) == 2
+    schema = config.postgres.schema_name("validation")
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        stored = await conn.fetchval(f'SELECT count(*) FROM "{schema}".verdicts')
+    finally:
+        await conn.close()
+    assert sends[:2] == [4, 4]  # two verdicts and two accepted reports, twice
+    assert sorted(v.report_id for v in verdicts) == sorted(r.report.report_id for r in reports)
+    assert stored == 2
 
 
 async def test_no_record_of_a_batch_is_lost_to_a_body_or_header_the_broker_library_cannot_read(

@@ -27,10 +27,12 @@ import pytest
 from bench import figures
 from bench.cli import parser, setting
 from bench.processes import Deployment, MachineUsage, Usage, jit_cpu_s, machine_usage
+from bench.reference import reference_work
+from bench.run import NOW as BENCH_NOW
 from bench.run import Phase, _by_second, _latencies
 from bench.run import _usage as _phase_usage
 from bench.timeline import ReportTimes, Timeline, build
-from bench.workload import Payload
+from bench.workload import Payload, Workload
 from services.aggregation.folds import Figures, Version, fold, frame_for, versions
 from services.traffic.reports import Kind
 from shared import codec
@@ -317,6 +319,22 @@ def test_the_table_shows_the_settings_tried_and_the_idle_cost() -> None:
         "idle, no reports, for 5 s: 0.08 cores in all (submission 0.03, kafka (broker) 0.05)"
         in text
     )
+
+
+def test_the_table_shows_the_reference_work_before_and_after_the_run() -> None:
+    text = figures.table(RUN | {"reference_work_us": {"before": 86.3, "after": 97.7}})
+    assert (
+        "reference work (parsing and judging a report in the bench's process, idle machine): "
+        "86 us before the run, 98 us after" in text
+    )
+
+
+def test_the_reference_work_judges_only_readable_reports() -> None:
+    readable = Workload(CATALOG, BENCH_NOW, 7).take(20)
+    unreadable = Payload(b"k", b'{"schema": "baocao.report.v1"}', Kind.BAD_TYPE, "x")
+    assert reference_work(CATALOG, [unreadable, *readable], BENCH_NOW) > 0
+    with pytest.raises(ValueError, match="no readable report"):
+        reference_work(CATALOG, [unreadable], BENCH_NOW)
 
 
 def _usage(us: int) -> dict[str, float | int]:
