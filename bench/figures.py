@@ -195,6 +195,26 @@ def _batches(batches: Mapping[str, Mapping[str, Any]] | None) -> list[str]:
     return ["  batches: " + "; ".join(parts)]
 
 
+STATEMENTS_SHOWN = 5
+STATEMENT_CHARS = 72
+
+
+def _statements(throughput: Mapping[str, Any]) -> list[str]:
+    if "postgres_statements" not in throughput:
+        return []
+    found = throughput["postgres_statements"]
+    if found is None:
+        return ["  postgres by statement: pg_stat_statements is not loaded on the server"]
+    lines = ["  postgres by statement (server wall time, share, calls, per row):"]
+    for s in found[:STATEMENTS_SHOWN]:
+        per_row = f"{s['us_per_row']:.1f} us/row" if s["us_per_row"] is not None else "-"
+        lines.append(
+            f"    {s['share']:>5.1%} {s['total_ms']:>6} ms {s['calls']:>5} calls {per_row:>13}  "
+            f"{s['statement'][:STATEMENT_CHARS]}"
+        )
+    return lines
+
+
 def table(result: Mapping[str, Any]) -> str:
     """The run's figures as text, one section per measurement."""
     workload = result["workload"]
@@ -252,6 +272,7 @@ def table(result: Mapping[str, Any]) -> str:
             *_bench_process(throughput.get("bench_process")),
             *_machine(throughput.get("machine")),
             *_batches(throughput.get("batches")),
+            *_statements(throughput),
         ]
     relay = result.get("relay")
     if relay:

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench import figures, profiling
+from bench import figures, profiling, statements
 from bench.figures import MB
 from bench.probes import batches, first_progress, stage_counters, stored, wait_done
 from bench.processes import Deployment, MachineUsage, Meter, Usage, listening
@@ -446,10 +446,12 @@ async def run(plan: Plan, say: Any = print) -> dict[str, Any]:
             profiler = profiling.Profiler(deploy.pids(), plan.results / "profile")
             if plan.profile:
                 profiler.start()
+            counting = await statements.reset(plan.dsn)
             try:
                 await _timed(deploy, burst, None, plan)
             finally:
                 raws = profiler.stop() if plan.profile else {}
+            by_statement = await statements.top(plan.dsn) if counting else None
             say("bench: reading the topics back")
             timeline = await _timeline(deploy)
             say(f"bench: replay of {len(sent)} reports under new consumer groups")
@@ -495,6 +497,8 @@ async def run(plan: Plan, say: Any = print) -> dict[str, Any]:
         "bench_process": _bench_usage(burst),
         "machine": _machine(burst),
         "batches": burst.batches,
+        # None: the server has no pg_stat_statements loaded.
+        "postgres_statements": by_statement,
     }
     relay_rate = result["relay"]["throughput_per_s"]
     result["ratio_to_relay"] = (

@@ -39,7 +39,13 @@ STOP_TIMEOUT_S = 30
 SETTINGS_HEADER = "# baocao local settings (devstack/postgres.py)"
 # autovacuum_naptime: the outboxes are queues, and a queue's dead rows slow every read of
 # its head until vacuum removes them; the default (1min) lets a minute of them pile up.
-SETTINGS = {"max_connections": "200", "shared_buffers": "256MB", "autovacuum_naptime": "1s"}
+# pg_stat_statements: the server's time by statement, which `scripts/bench` reads.
+SETTINGS = {
+    "max_connections": "200",
+    "shared_buffers": "256MB",
+    "autovacuum_naptime": "1s",
+    "shared_preload_libraries": "'pg_stat_statements'",
+}
 # The socket path (folder + "/.s.PGSQL.<port>") must fit in sockaddr_un's 108 bytes.
 MAX_SOCKET_PATH = 100
 

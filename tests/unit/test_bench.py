@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -335,6 +336,31 @@ def test_the_reference_work_judges_only_readable_reports() -> None:
     assert reference_work(CATALOG, [unreadable, *readable], BENCH_NOW) > 0
     with pytest.raises(ValueError, match="no readable report"):
         reference_work(CATALOG, [unreadable], BENCH_NOW)
+
+
+def test_the_flat_out_section_shows_the_servers_busiest_statements_when_counted() -> None:
+    statement = {
+        "statement": "INSERT INTO verdicts (report_id) SELECT * FROM unnest($1::text[])",
+        "calls": 58,
+        "rows": 58523,
+        "total_ms": 1787,
+        "us_per_row": 30.5,
+        "share": 0.297,
+    }
+    flat_out: dict[str, Any] = {
+        "reports": 1,
+        "send_s": 1.0,
+        "elapsed_s": 1.0,
+        "throughput_per_s": 1.0,
+        "sustained_per_s": 1.0,
+        "receipt_to_snapshot_s": None,
+        "services": {},
+    }
+    text = figures.table(RUN | {"throughput_run": flat_out | {"postgres_statements": [statement]}})
+    assert "  postgres by statement (server wall time, share, calls, per row):" in text
+    assert "    29.7%   1787 ms    58 calls   30.5 us/row  INSERT INTO verdicts (report_id)" in text
+    text = figures.table(RUN | {"throughput_run": flat_out | {"postgres_statements": None}})
+    assert "postgres by statement: pg_stat_statements is not loaded on the server" in text
 
 
 def _usage(us: int) -> dict[str, float | int]:

@@ -111,6 +111,7 @@ def test_postgres_settings_raise_connections_and_buffers() -> None:
     assert "max_connections = 200" in render_settings()
     assert "shared_buffers = 256MB" in render_settings()
     assert "autovacuum_naptime = 1s" in render_settings()
+    assert "shared_preload_libraries = 'pg_stat_statements'" in render_settings()
 
 
 def test_env_prints_exports_a_shell_can_source() -> None:
