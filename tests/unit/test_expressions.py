@@ -259,3 +259,16 @@ def test_sums_of_decimals_compare_exactly(a: Decimal, b: Decimal, c: Decimal) ->
     assert Expression("TOTAL == A + B + C").holds(values)
     assert Expression("TOTAL - A - B - C == 0").holds(values)
     assert Expression("TOTAL - A - B - C").compute(values) == 0
+
+
+def test_a_name_missing_from_the_values_is_an_error_never_a_python_builtin() -> None:
+    # No call can be written, but a bare name could still find a builtin function.
+    for name in ("abs", "print", "__import__"):
+        with pytest.raises(NameError):
+            Expression(f"A > {name}").evaluate({"A": Decimal(1)})
+
+
+def test_number_literals_are_exact_decimals_not_binary_floats() -> None:
+    expression = Expression("A * 0.1 + 0.2 == 0.3 + B")
+    assert expression.holds({"A": Decimal(1), "B": Decimal(0)})
+    assert Expression("A * 0.1").compute({"A": Decimal(3)}) == Decimal("0.3")
