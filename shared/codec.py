@@ -139,12 +139,17 @@ def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise TypeError(f"{value} cannot be written as a JSON number")
+        text = str(value)
+        if "E" not in text:
+            # `str` writes most figures in fixed-point already, the same text as `format`
+            # below at a quarter of its cost (no format spec to parse).
+            return orjson.Fragment(text)
         # Fixed-point text: "1E+3" is valid JSON too, but readers expect 1000. A number
         # far from 1 keeps its exponent: 1E+100000000 (12 bytes as sent) would otherwise
         # become 100 MB; exact either way.
         if -FIXED_POINT_SPAN < value.adjusted() < FIXED_POINT_SPAN:
             return orjson.Fragment(format(value, "f"))
-        return orjson.Fragment(str(value))
+        return orjson.Fragment(text)
     if isinstance(value, tuple | frozenset | set):
         return list(value)
     if isinstance(value, BaseModel):  # nested in `dumps_fields`

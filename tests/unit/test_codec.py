@@ -65,6 +65,21 @@ def test_a_decimal_is_written_as_a_fixed_point_json_number(value: Decimal, writt
     assert codec.dumps({"v": value}) == b'{"v":' + written + b"}"
 
 
+@given(
+    st.tuples(
+        st.integers(0, 1),
+        st.lists(st.integers(0, 9), min_size=1, max_size=40),
+        st.integers(-(codec.FIXED_POINT_SPAN - 40), codec.FIXED_POINT_SPAN - 40),
+    )
+)
+def test_every_decimal_near_one_is_written_as_its_fixed_point_text(
+    parts: tuple[int, list[int], int],
+) -> None:
+    sign, digits, exponent = parts
+    value = Decimal((sign, tuple(digits), exponent))
+    assert codec.dumps([value]) == f"[{value:f}]".encode()
+
+
 def test_decimals_round_trip_exactly_through_dumps_and_loads() -> None:
     original = {"revenue": Decimal("1234567890123.4567891234"), "rate": Decimal("0.1")}
     assert codec.loads(codec.dumps(original)) == original
