@@ -6,11 +6,13 @@ import asyncio
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 import pytest
 from aiokafka.errors import KafkaTimeoutError
 
+from services.validation import store as validation_store
 from services.validation.app import build_app
 from services.validation.settings import ValidationSettings
 from shared import codec
@@ -129,15 +131,21 @@ async def test_a_batch_the_broker_did_not_acknowledge_is_judged_again_with_nothi
     config = settings(namespace, kafka_bootstrap, postgres_dsn)
     reports = [factories.received(NOW), factories.received(NOW, unit="TB.HH.N01")]
     sends: list[int] = []
-    send = Runtime._send
+    send, save = Runtime._send, validation_store.save
+    saved = asyncio.Event()
+
+    async def saving(*args: Any) -> None:
+        await save(*args)
+        saved.set()
 
     async def failing_once(runtime: Runtime, messages: Sequence[OutboxMessage]) -> None:
         sends.append(len(messages))
         if len(sends) == 1:
-            await asyncio.sleep(0.2)  # the verdicts' rows are written by then
+            await saved.wait()  # the broker fails once the verdicts' rows are written
             raise KafkaTimeoutError()
         await send(runtime, messages)
 
+    monkeypatch.setattr(validation_store, "save", saving)
     monkeypatch.setattr(Runtime, "_send", failing_once)
     async with running(build_app(config)):
         await produce(
