@@ -2,14 +2,15 @@
 
 On the 2-core virtual machine of the README's figures, the same code took a fifth to a
 third more CPU a report from one full run to the next, every process alike, with nothing
-stolen by the hypervisor. The bench times part of validation's pure work (parse a report and
-judge it) over the same reports in its own process, on the idle machine,
-before the services start and after they stop: runs whose reference work differs as much
-as their figures ran on cores of different speed, not on different code.
+stolen by the hypervisor. The bench times part of validation's pure work (parse a report
+and judge it) over the same reports in its own process, on the idle machine, before the
+services start and after they stop: runs whose reference work differs as much as their
+figures ran on cores of different speed, not on different code.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -28,7 +29,7 @@ def reference_work(catalog: Catalog, payloads: Sequence[Payload], received_at: d
     """CPU µs a report of parsing and judging the first REPORTS readable payloads: the
     best of ROUNDS rounds, on this thread's clock."""
     book = RuleBook(catalog)
-    raws = [p.value for p in payloads if _readable(p.value)][:REPORTS]
+    raws = list(itertools.islice((p.value for p in payloads if _readable(p.value)), REPORTS))
     if not raws:
         raise ValueError("no readable report among the payloads")
     best = float("inf")
