@@ -83,8 +83,8 @@ async def send(
 async def read_all(bootstrap: str, topic: str) -> list[Any]:
     """Every record of `topic` up to its current end, partition by partition in order."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
     try:
+        await consumer.start()
         partitions = await _partitions(bootstrap, topic)
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
@@ -127,8 +127,12 @@ class LagWatch:
         self._partitions: dict[str, set[int]] = {}
 
     async def __aenter__(self) -> LagWatch:
-        await self._admin.start()
-        await self._consumer.start()
+        try:
+            await self._admin.start()
+            await self._consumer.start()
+        except BaseException:
+            await self.__aexit__()
+            raise
         return self
 
     async def __aexit__(self, *_: object) -> None:

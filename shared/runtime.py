@@ -266,9 +266,13 @@ def build_http_app(
         configure_logging(
             runtime.service, settings.log_level, settings.log_format, settings.instance
         )
-        await runtime.start()
-        if on_started is not None:
-            await on_started()
+        try:
+            await runtime.start()
+            if on_started is not None:
+                await on_started()
+        except BaseException:
+            await runtime.stop()  # what did start (pool, producer, consumers) is released
+            raise
         tasks = [
             asyncio.create_task(runtime.relay.run(), name="outbox-relay"),
             asyncio.create_task(runtime.run_samplers(), name="samplers"),

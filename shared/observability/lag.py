@@ -110,8 +110,7 @@ class ConsumerLagMonitor:
                 await admin.start()
                 await consumer.start()
             except BaseException:
-                await admin.close()
-                await consumer.stop()
+                await close_clients(admin, consumer)
                 raise
             self._admin, self._consumer = admin, consumer
         return self._admin, self._consumer
@@ -119,10 +118,7 @@ class ConsumerLagMonitor:
     async def close(self) -> None:
         admin, consumer = self._admin, self._consumer
         self._admin = self._consumer = None
-        if admin is not None:
-            await admin.close()
-        if consumer is not None:
-            await consumer.stop()
+        await close_clients(admin, consumer)
 
     async def measure(self) -> dict[PartitionKey, int]:
         """The lag of every subscription on every partition, read from the broker now."""
@@ -181,3 +177,16 @@ class ConsumerLagMonitor:
         ):
             for (group, topic, partition), value in values.items():
                 gauge.labels(group=group, topic=topic, partition=str(partition)).set(value)
+
+
+async def close_clients(
+    admin: AIOKafkaAdminClient | None, consumer: AIOKafkaConsumer | None
+) -> None:
+    # The consumer first: its stop marks it closed before its first await, so even a stop
+    # cancelled half-way leaves no consumer open. The admin is closed whatever that does.
+    try:
+        if consumer is not None:
+            await consumer.stop()
+    finally:
+        if admin is not None:
+            await admin.close()

@@ -204,8 +204,8 @@ async def rewind(config: AggregationSettings, topic: str) -> None:
         group_id=config.kafka.group("aggregation"),
         enable_auto_commit=False,
     )
-    await consumer.start()
     try:
+        await consumer.start()
         tps = [TopicPartition(topic, p) for p in range(config.kafka.partitions)]
         consumer.assign(tps)
         await consumer.commit(dict.fromkeys(tps, 0))
@@ -220,8 +220,8 @@ async def consumed_to_end(config: AggregationSettings, topic: str) -> bool:
         group_id=config.kafka.group("aggregation"),
         enable_auto_commit=False,
     )
-    await consumer.start()
     try:
+        await consumer.start()
         tps = [TopicPartition(topic, p) for p in range(config.kafka.partitions)]
         ends = await consumer.end_offsets(tps)
         committed = [await consumer.committed(tp) for tp in tps]

@@ -115,8 +115,8 @@ async def committed_to_the_end(bootstrap: str, group: str, topic: str) -> bool:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await admin.start()
-    await consumer.start()
     try:
+        await consumer.start()
         (described,) = await admin.describe_topics([topic])
         partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
         ends = await consumer.end_offsets(partitions)

@@ -35,8 +35,8 @@ async def commit(bootstrap: str, group: str, offsets: dict[TopicPartition, int])
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
     )
-    await consumer.start()
     try:
+        await consumer.start()
         consumer.assign(list(offsets))
         await consumer.commit(offsets)
     finally:

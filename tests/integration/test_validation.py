@@ -168,6 +168,29 @@ async def test_a_batch_the_broker_did_not_acknowledge_is_judged_again_with_nothi
     assert stored == 2
 
 
+async def test_a_start_that_fails_half_way_releases_the_pool_and_the_consumers(
+    namespace: str, kafka_bootstrap: str, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = settings(namespace, kafka_bootstrap, postgres_dsn)
+    started: list[Runtime] = []
+    start = Runtime.start
+
+    async def start_then_fail(runtime: Runtime) -> None:
+        await start(runtime)
+        started.append(runtime)
+        raise RuntimeError("a step after the start failed")
+
+    monkeypatch.setattr(Runtime, "start", start_then_fail)
+    with pytest.raises(RuntimeError, match="after the start"):
+        async with running(build_app(config)):
+            pass
+    (runtime,) = started
+    assert runtime.pool.is_closing()
+    consumers = [getattr(s, "consumer", None) for s in runtime.broker.subscribers]
+    assert consumers
+    assert all(c is None for c in consumers)
+
+
 async def test_no_record_of_a_batch_is_lost_to_a_body_or_header_the_broker_library_cannot_read(
     namespace: str, kafka_bootstrap: str, postgres_dsn: str
 ) -> None:

@@ -206,8 +206,8 @@ class ClusterView:
         partitions = [TopicPartition(topic, p.partition) for p in await self.partitions([topic])]
         assert partitions, f"{topic} has no partitions"
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap)
-        await consumer.start()
         try:
+            await consumer.start()
             ends = await consumer.end_offsets(partitions)
         finally:
             await consumer.stop()

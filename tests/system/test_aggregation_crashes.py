@@ -216,8 +216,8 @@ async def uncommitted(stack: Stack, topic: str) -> int:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=stack.bootstrap, group_id=group, enable_auto_commit=False
     )
-    await consumer.start()
     try:
+        await consumer.start()
         tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         ends = await consumer.end_offsets(tps)
         committed = [await consumer.committed(tp) or 0 for tp in tps]
@@ -241,8 +241,8 @@ async def rows_in(stack: Stack, table: str) -> int:
 async def read_all(bootstrap: str, topic: str) -> list[Any]:
     """Every record of `topic`, in partition order, up to its current end."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
     try:
+        await consumer.start()
         tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)

@@ -19,7 +19,13 @@ from shared.batches import ISOLATE_AFTER_FAILURES, BatchConsumer, Record
 from shared.catalog import load_catalog
 from shared.clock import FixedClock
 from shared.contracts import Channel, Completeness, ReceivedReport
-from shared.observability.lag import Subscription, group_lag, partition_lag, subscriptions_of
+from shared.observability.lag import (
+    Subscription,
+    close_clients,
+    group_lag,
+    partition_lag,
+    subscriptions_of,
+)
 from shared.observability.log_context import record_fields, report_fields
 from shared.observability.metrics import Metrics, stage_work
 from shared.observability.progress import (
@@ -308,3 +314,20 @@ async def test_a_stage_counts_its_records_ok_or_dead_lettered_and_logs_with_thei
     assert {k: around_poison[k] for k in IDENTITY} == IDENTITY
     assert contexts[2] == {"dead_lettered": 11}
     assert "report_id" not in structlog.contextvars.get_contextvars()  # unbound after
+
+
+async def test_the_lag_clients_close_consumer_first_and_the_admin_even_when_that_fails() -> None:
+    closed: list[str] = []
+
+    class Consumer:
+        async def stop(self) -> None:
+            closed.append("consumer")
+            raise ConnectionResetError("the broker went away")
+
+    class Admin:
+        async def close(self) -> None:
+            closed.append("admin")
+
+    with pytest.raises(ConnectionResetError):
+        await close_clients(Admin(), Consumer())
+    assert closed == ["consumer", "admin"]
