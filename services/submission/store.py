@@ -244,7 +244,7 @@ async def verdicts_of(conn: Connection, report_ids: Iterable[str]) -> dict[str, 
         "SELECT report_id, outcome FROM verdicts WHERE report_id = ANY($1::text[])",
         list(report_ids),
     )
-    return {r["report_id"]: Outcome.model_validate(r["outcome"]) for r in rows}
+    return {r["report_id"]: codec.decode_internal(Outcome, r["outcome"]) for r in rows}
 
 
 async def lock_pending_duplicates(conn: Connection) -> None:
@@ -299,7 +299,7 @@ async def save_verdicts(
     await conn.execute(
         """
         INSERT INTO verdicts (report_id, status, contract_only, outcome)
-        SELECT r, s, c, o::jsonb FROM unnest($1::text[], $2::text[], $3::boolean[], $4::text[])
+        SELECT r, s, c, o FROM unnest($1::text[], $2::text[], $3::boolean[], $4::bytea[])
             AS t(r, s, c, o)
         ON CONFLICT (report_id) DO UPDATE
             SET status = excluded.status, contract_only = excluded.contract_only,
@@ -311,7 +311,7 @@ async def save_verdicts(
         [o.report_id for o in outcomes],
         [o.status.value for o in outcomes],
         [is_contract_only(o) for o in outcomes],
-        [e.decode() for e in encoded],
+        encoded,
     )
 
 
@@ -323,7 +323,8 @@ async def report_state(conn: Connection, report_id: str) -> tuple[datetime | Non
         report_id,
     )
     assert row is not None
-    outcome = Outcome.model_validate(row["outcome"]) if row["outcome"] is not None else None
+    stored = row["outcome"]
+    outcome = codec.decode_internal(Outcome, stored) if stored is not None else None
     return row["received_at"], outcome
 
 
@@ -333,7 +334,8 @@ async def report_unit(conn: Connection, report_id: str) -> str | None:
     """The unit of a stored report, or of the verdict given on it."""
     unit: str | None = await conn.fetchval(
         "SELECT coalesce((SELECT unit FROM reports WHERE report_id = $1),"
-        " (SELECT outcome->>'unit' FROM verdicts WHERE report_id = $1))",
+        " (SELECT convert_from(outcome, 'UTF8')::jsonb->>'unit' FROM verdicts"
+        " WHERE report_id = $1))",
         report_id,
     )
     return unit

@@ -74,9 +74,9 @@ async def save(
             """
             INSERT INTO verdicts
                 (report_id, regime, period, unit, revision, status, outcome, decided_at)
-            SELECT r, g, p, u, v, s, o::jsonb, $8
+            SELECT r, g, p, u, v, s, o, $8
             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[],
-                        $7::text[]) AS t(r, g, p, u, v, s, o)
+                        $7::bytea[]) AS t(r, g, p, u, v, s, o)
             ON CONFLICT (report_id) DO NOTHING
             """,
             [j.report.report_id for j in verdicts],
@@ -85,7 +85,7 @@ async def save(
             [j.report.unit for j in verdicts],
             [j.report.revision for j in verdicts],
             [j.verdict.status.value for j in verdicts],
-            [e.decode() for e in encoded],
+            encoded,
             decided_at,
         )
     if accepted:
