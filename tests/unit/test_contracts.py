@@ -231,6 +231,21 @@ def test_a_json_string_stays_a_string_and_a_json_number_becomes_a_decimal() -> N
     assert str(report.values["BIG"]) == "1234567890123.4567891234"
 
 
+@pytest.mark.parametrize("model", [ReceivedReport, AcceptedReport])
+def test_on_internal_topics_too_a_string_stays_a_string_and_a_number_becomes_a_decimal(
+    model: type[ReceivedReport] | type[AcceptedReport],
+) -> None:
+    values = {"AS_TEXT": "12", "AS_NUMBER": 12, "BIG": Decimal("1234567890123.4567891234")}
+    message = factories.received() if model is ReceivedReport else factories.accepted()
+    document = json.loads(codec.dumps(message))
+    (document["report"] if model is ReceivedReport else document)["values"] = values
+    decoded = codec.decode_internal(model, codec.dumps(document))
+    read = decoded.report.values if isinstance(decoded, ReceivedReport) else decoded.values
+    assert read == values
+    assert [type(v) for v in read.values()] == [str, Decimal, Decimal]
+    assert str(read["BIG"]) == "1234567890123.4567891234"
+
+
 def test_a_report_is_immutable() -> None:
     report = factories.report()
     with pytest.raises(ValidationError):
