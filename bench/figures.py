@@ -60,6 +60,14 @@ def middle_rate(done: Sequence[float], share: float = 0.8) -> float:
     return rate(int(len(ordered) * share), high - low)
 
 
+def median_pass(passes: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """The pass of middle rate (`throughput_per_s`); of an even number, the faster of the
+    two in the middle, so that a slow pass never lowers the bar."""
+    if not passes:
+        raise ValueError("no pass to choose from")
+    return sorted(passes, key=lambda p: p["throughput_per_s"])[len(passes) // 2]
+
+
 def per_second(times: Sequence[float], start: float) -> list[int]:
     """How many of `times` fall in each whole second from `start` (earlier ones in the
     first)."""
@@ -279,7 +287,8 @@ def table(result: Mapping[str, Any]) -> str:
         lines += [
             "",
             f"raw aiokafka relay, {relay['hops']} hops, same payloads: "
-            f"{relay['throughput_per_s']:.0f} reports/s ({relay['elapsed_s']:.1f} s)",
+            f"{relay['throughput_per_s']:.0f} reports/s ({relay['elapsed_s']:.1f} s)"
+            + _passes(relay.get("passes_per_s", [])),
             *_services(relay["services"]),
         ]
         if result.get("ratio_to_relay") is not None:
@@ -310,3 +319,9 @@ def table(result: Mapping[str, Any]) -> str:
         mark = "n/a" if met is None else ("met" if met else "NOT MET")
         lines.append(f"  {name:<44} {mark}")
     return "\n".join(lines)
+
+
+def _passes(rates: Sequence[float]) -> str:
+    if len(rates) < 2:
+        return ""
+    return f", the median of {len(rates)} passes: " + ", ".join(f"{r:.0f}" for r in rates)

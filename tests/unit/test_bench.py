@@ -216,6 +216,15 @@ def test_the_sustained_rate_leaves_out_the_start_and_the_tail() -> None:
     assert figures.middle_rate(done) == pytest.approx(800 / 0.799, rel=0.01)
 
 
+@pytest.mark.parametrize(
+    ("rates", "chosen"),
+    [([15_000.0], 15_000.0), ([19_290.0, 11_348.0, 13_804.0], 13_804.0), ([2.0, 1.0], 2.0)],
+)
+def test_the_relay_figure_is_its_median_pass(rates: list[float], chosen: float) -> None:
+    passes = [{"throughput_per_s": r, "elapsed_s": 1.0} for r in rates]
+    assert figures.median_pass(passes)["throughput_per_s"] == chosen
+
+
 def test_completions_by_second_show_the_ramp_the_pace_and_the_tail() -> None:
     start = 100.0
     done = [100.5, 101.2, 101.3, 101.9, 103.0, 99.9]  # one done as the clock started
@@ -327,6 +336,23 @@ def test_the_table_shows_the_reference_work_before_and_after_the_run() -> None:
     assert (
         "reference work (parsing and judging a report in the bench's process, idle machine): "
         "86 us before the run, 98 us after" in text
+    )
+
+
+def test_the_table_names_the_relay_passes_its_figure_is_the_median_of() -> None:
+    result = RUN | {
+        "relay": {
+            "hops": 3,
+            "reports": 100,
+            "elapsed_s": 0.01,
+            "throughput_per_s": 13_804.0,
+            "passes_per_s": [19_290.0, 11_348.0, 13_804.0],
+            "services": {},
+        }
+    }
+    assert (
+        "raw aiokafka relay, 3 hops, same payloads: 13804 reports/s (0.0 s), the median of "
+        "3 passes: 19290, 11348, 13804" in figures.table(result)
     )
 
 
