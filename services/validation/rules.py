@@ -189,8 +189,8 @@ class RuleBook:
 class Context(NamedTuple):
     """A report and the facts resolved from it, each once (`resolve`).
 
-    Immutable as a tuple: built once per report, it takes 0.8 µs where a frozen dataclass
-    of these 15 fields, each set through `object.__setattr__`, took 2.2 µs."""
+    Immutable as a tuple, and built once per report in half the time of a frozen dataclass
+    of these 15 fields, which sets each one through `object.__setattr__`."""
 
     report: Report
     received_at: datetime
