@@ -14,8 +14,9 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from operator import itemgetter
+from types import MappingProxyType
+from typing import NamedTuple
 
 from shared.batches import Record
 from shared.db import Connection, Pool
@@ -25,18 +26,21 @@ from shared.observability.metrics import Metrics
 log = get_logger(__name__)
 
 _ID = itemgetter(0)
+NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 # Sends every message, in order per topic and key, and returns once the broker has
 # acknowledged them all.
 Publish = Callable[[Sequence["OutboxMessage"]], Awaitable[None]]
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxMessage:
+class OutboxMessage(NamedTuple):
+    """A message to publish. Immutable, and a tuple: every stage builds one or two for each
+    report, at a third of a frozen dataclass's cost."""
+
     topic: str
     key: bytes | None
     payload: bytes
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = NO_HEADERS
 
 
 def dead_letter(record: Record, dlq_topic: str, stage: str, error: str) -> OutboxMessage:

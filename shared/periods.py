@@ -55,6 +55,7 @@ __all__ = [
     "period_state",
     "regime_for_period",
     "timeliness",
+    "timeliness_of",
 ]
 
 FIRST_YEAR: Final = 2000
@@ -244,7 +245,12 @@ def local_date(at: datetime) -> date:
 
 def timeliness(received_at: datetime, deadline: date) -> Timeliness:
     """On time when received (Asia/Ho_Chi_Minh) on or before the deadline day (periods.md)."""
-    return Timeliness.ON_TIME if local_date(received_at) <= deadline else Timeliness.LATE
+    return timeliness_of(local_date(received_at), deadline)
+
+
+def timeliness_of(received_on: date, deadline: date) -> Timeliness:
+    """`timeliness` of a report received on the local day `received_on`."""
+    return Timeliness.ON_TIME if received_on <= deadline else Timeliness.LATE
 
 
 def lock_date(deadline: date, lock_after_days: int) -> date:

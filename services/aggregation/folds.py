@@ -34,7 +34,7 @@ Decisions the catalog leaves open, fixed here (DESIGN §3-4, catalog/README.md):
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import (
     MAX_EMAX,
@@ -88,12 +88,11 @@ def empty() -> State:
     return MappingProxyType({})
 
 
-def apply(state: State, report: AcceptedReport) -> State:
-    """The state with `report` counted; `state` itself when it changes nothing."""
-    current = state.get(report.unit)
+def counted(current: Contribution | None, report: AcceptedReport) -> Contribution | None:
+    """A unit's contribution with `report` counted; None when it changes nothing."""
     on_time = report.timeliness is Timeliness.ON_TIME
     if current is None:
-        updated = Contribution(
+        return Contribution(
             report.unit,
             report.revision,
             report.report_id,
@@ -102,27 +101,52 @@ def apply(state: State, report: AcceptedReport) -> State:
             report.revision,
             on_time,
         )
-    elif report.revision > current.revision:
-        updated = replace(
-            current,
-            revision=report.revision,
-            report_id=report.report_id,
-            values=report.values,
-            received_at=report.received_at,
+    if report.revision > current.revision:
+        return Contribution(
+            current.unit,
+            report.revision,
+            report.report_id,
+            report.values,
+            report.received_at,
+            current.first_revision,
+            current.first_on_time,
         )
-    elif report.revision < current.first_revision:
+    if report.revision < current.first_revision:
         # An older revision seen late (replay, reordering): it is only the earlier first.
-        updated = replace(current, first_revision=report.revision, first_on_time=on_time)
-    else:
-        # The same revision again (a redelivery), or one between the first and the latest.
+        return Contribution(
+            current.unit,
+            current.revision,
+            current.report_id,
+            current.values,
+            current.received_at,
+            report.revision,
+            on_time,
+        )
+    # The same revision again (a redelivery), or one between the first and the latest.
+    return None
+
+
+def apply(state: State, report: AcceptedReport) -> State:
+    """The state with `report` counted; `state` itself when it changes nothing."""
+    updated = counted(state.get(report.unit), report)
+    if updated is None:
         return state
     return MappingProxyType({**state, report.unit: updated})
 
 
 def fold(reports: Iterable[AcceptedReport], state: State | None = None) -> State:
+    """`apply` of each report in turn, with the state copied once for the whole batch
+    (not once a report: a regime-period's state has a contribution for each of its units)."""
+    units = dict(state) if state is not None else {}
+    changed = False
     for report in reports:
-        state = apply(state if state is not None else empty(), report)
-    return state if state is not None else empty()
+        updated = counted(units.get(report.unit), report)
+        if updated is not None:
+            units[report.unit] = updated
+            changed = True
+    if state is not None and not changed:
+        return state
+    return MappingProxyType(units)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 from shared import audit as shared_audit
 from shared import codec
@@ -15,8 +15,10 @@ from shared.db import Connection
 from .senders import Source
 
 
-@dataclass(frozen=True, slots=True)
-class StoredReport:
+class StoredReport(NamedTuple):
+    """A report to store, as received. A named tuple: one is built for each report, at a
+    third of a frozen dataclass's cost."""
+
     report: Report
     raw: bytes
     channel: Channel

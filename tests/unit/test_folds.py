@@ -667,6 +667,21 @@ def test_shuffled_input_gives_the_same_snapshots(
 
 
 @settings(max_examples=60, deadline=None)
+@given(unit_histories(), st.randoms(use_true_random=False), st.integers(0, 30))
+def test_a_fold_is_each_report_applied_in_turn_however_the_batches_are_cut(
+    histories: list[list[AcceptedReport]], rng: random.Random, cut: int
+) -> None:
+    reports = [r for history in histories for r in history]
+    reports += [rng.choice(reports) for _ in range(len(reports) // 2)]
+    rng.shuffle(reports)
+    one_by_one = empty()
+    for accepted in reports:
+        one_by_one = apply(one_by_one, accepted)
+    assert fold(reports) == one_by_one
+    assert fold(reports[cut:], fold(reports[:cut])) == one_by_one
+
+
+@settings(max_examples=60, deadline=None)
 @given(unit_histories(), st.randoms(use_true_random=False))
 def test_duplicated_input_gives_the_same_snapshots(
     histories: list[list[AcceptedReport]], rng: random.Random
