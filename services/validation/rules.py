@@ -51,6 +51,7 @@ from shared.periods import (
 MAX_INTEGER_DIGITS: Final = 15
 MAX_DECIMAL_PLACES: Final = 9
 _INTEGER_LIMIT: Final = Decimal(10) ** MAX_INTEGER_DIGITS  # the least magnitude refused
+_NEGATIVE_LIMIT: Final = -_INTEGER_LIMIT
 # Rules read numbers within those limits, so at this precision their sums and products are
 # exact; a rule that still cannot be computed (a division by zero) is skipped, as a rule
 # with a missing indicator is (catalog/README.md).
@@ -116,12 +117,35 @@ def _compile(rule: Rule) -> CompiledRule:
 
 @dataclass(frozen=True, slots=True)
 class Form:
-    """A regime version's data form as the checks read it, built once: indicators by code,
-    the required ones in form order, the rules compiled."""
+    """A regime version's data form as the checks read it, built once: indicators by code
+    (all of them, and the reported ones, which are not derived), the required ones in form
+    order, the rules compiled. The code sets let the checks settle most reports with one
+    set comparison instead of a look-up per value."""
 
     indicators: Mapping[str, Indicator]
+    reported: Mapping[str, Indicator]
     required: tuple[Indicator, ...]
     rules: tuple[CompiledRule, ...]
+    required_codes: frozenset[str]
+    derived_codes: frozenset[str]
+    bounded_codes: frozenset[str]  # indicators with a min, a max or a max_length
+
+
+def _form(regime: Regime) -> Form:
+    indicators = regime.indicators
+    return Form(
+        indicators=MappingProxyType({i.code: i for i in indicators}),
+        reported=MappingProxyType({i.code: i for i in indicators if i.derived is None}),
+        required=tuple(i for i in indicators if i.required),
+        rules=tuple(_compile(rule) for rule in regime.rules),
+        required_codes=frozenset(i.code for i in indicators if i.required),
+        derived_codes=frozenset(i.code for i in indicators if i.derived is not None),
+        bounded_codes=frozenset(
+            i.code
+            for i in indicators
+            if i.min is not None or i.max is not None or i.max_length is not None
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,14 +167,7 @@ class RuleBook:
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
         self.regime_list = ", ".join(catalog.regime_codes)
-        self._forms = {
-            (regime.code, regime.version): Form(
-                MappingProxyType({i.code: i for i in regime.indicators}),
-                tuple(i for i in regime.indicators if i.required),
-                tuple(_compile(rule) for rule in regime.rules),
-            )
-            for regime in catalog.regimes
-        }
+        self._forms = {(regime.code, regime.version): _form(regime) for regime in catalog.regimes}
 
         # A (regime, period) code pair resolves the same way for every report that names
         # it; the codes come from senders, so only so many are kept.
@@ -223,9 +240,10 @@ def resolve(report: Report, received_at: datetime, book: RuleBook, facts: Facts)
     typed: dict[str, tuple[Indicator, Issue | None]] = {}
     numbers: dict[str, Decimal] = {}
     if form is not None:
+        reported = form.reported
         for code, value in report.values.items():
-            indicator = form.indicators.get(code)
-            if indicator is None or indicator.derived is not None:
+            indicator = reported.get(code)
+            if indicator is None:
                 continue
             problem = _type_issue(indicator, code, value)
             typed[code] = (indicator, problem)
@@ -373,7 +391,7 @@ def indicators_known(ctx: Context) -> Iterator[Issue]:
 
 def required_present(ctx: Context) -> Iterator[Issue]:
     """Indicators marked `required` in the data form must be sent."""
-    if ctx.form is None:
+    if ctx.form is None or ctx.form.required_codes <= ctx.report.values.keys():
         return
     for indicator in ctx.form.required:
         if indicator.code not in ctx.report.values:
@@ -408,7 +426,7 @@ def _type_issue(indicator: Indicator, code: str, value: Decimal | str) -> Issue 
             return issue(
                 "E112.fraction", field=f"values.{code}", indicator=code, value=_shown(value)
             )
-        if -_INTEGER_LIMIT < value < _INTEGER_LIMIT:
+        if _NEGATIVE_LIMIT < value < _INTEGER_LIMIT:
             return None  # a whole number has no decimal places to count: most values
     if not _within_precision(value):
         return issue(
@@ -428,7 +446,7 @@ def _within_precision(value: Decimal) -> bool:
     context would round a long number before it could be measured."""
     if value.is_zero():
         return True
-    if not -_INTEGER_LIMIT < value < _INTEGER_LIMIT:  # exact comparisons, no rounding
+    if not _NEGATIVE_LIMIT < value < _INTEGER_LIMIT:  # exact comparisons, no rounding
         return False
     _, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)  # finite: the contract refuses NaN and Infinity
@@ -448,17 +466,18 @@ def types_match(ctx: Context) -> Iterator[Issue]:
 
 def within_bounds(ctx: Context) -> Iterator[Issue]:
     """The data form's `min`, `max` (numbers) and `max_length` (text)."""
+    if ctx.form is None or ctx.form.bounded_codes.isdisjoint(ctx.typed):
+        return
     values = ctx.report.values
     for code, (indicator, problem) in ctx.typed.items():
         if problem is not None:
             continue
         value = values[code]
-        field = f"values.{code}"
         if isinstance(value, str):
             if indicator.max_length is not None and len(value) > indicator.max_length:
                 yield issue(
                     "E113.length",
-                    field=field,
+                    field=f"values.{code}",
                     indicator=code,
                     length=len(value),
                     bound=indicator.max_length,
@@ -469,7 +488,7 @@ def within_bounds(ctx: Context) -> Iterator[Issue]:
         if indicator.min is not None and value < indicator.min:
             yield issue(
                 "E113.min",
-                field=field,
+                field=f"values.{code}",
                 indicator=code,
                 value=f"{value:f}",
                 bound=f"{indicator.min:f}",
@@ -477,7 +496,7 @@ def within_bounds(ctx: Context) -> Iterator[Issue]:
         if indicator.max is not None and value > indicator.max:
             yield issue(
                 "E113.max",
-                field=field,
+                field=f"values.{code}",
                 indicator=code,
                 value=f"{value:f}",
                 bound=f"{indicator.max:f}",
@@ -487,7 +506,7 @@ def within_bounds(ctx: Context) -> Iterator[Issue]:
 def derived_not_sent(ctx: Context) -> Iterator[Issue]:
     """catalog/README.md: derived indicators are computed after roll-up at every level, so a
     value sent for one would be a figure nobody checks."""
-    if ctx.form is None:
+    if ctx.form is None or ctx.form.derived_codes.isdisjoint(ctx.report.values):
         return
     indicators = ctx.form.indicators
     for code in ctx.report.values:
