@@ -288,7 +288,8 @@ def table(result: Mapping[str, Any]) -> str:
             "",
             f"raw aiokafka relay, {relay['hops']} hops, same payloads: "
             f"{relay['throughput_per_s']:.0f} reports/s ({relay['elapsed_s']:.1f} s)"
-            + _passes(relay.get("passes_per_s", [])),
+            + _passes(relay.get("passes_per_s", []))
+            + _after(relay.get("after_throughput_s")),
             *_services(relay["services"]),
         ]
         if result.get("ratio_to_relay") is not None:
@@ -319,6 +320,10 @@ def table(result: Mapping[str, Any]) -> str:
         mark = "n/a" if met is None else ("met" if met else "NOT MET")
         lines.append(f"  {name:<44} {mark}")
     return "\n".join(lines)
+
+
+def _after(seconds: float | None) -> str:
+    return "" if seconds is None else f"; started {seconds:.0f} s after the flat-out run"
 
 
 def _passes(rates: Sequence[float]) -> str:

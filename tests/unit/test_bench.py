@@ -356,6 +356,15 @@ def test_the_table_names_the_relay_passes_its_figure_is_the_median_of() -> None:
     )
 
 
+def test_the_table_says_how_soon_after_the_flat_out_run_the_relay_started() -> None:
+    relay = {"hops": 3, "reports": 100, "elapsed_s": 0.01, "throughput_per_s": 13_804.0}
+    result = RUN | {"relay": relay | {"after_throughput_s": 2.4, "services": {}}}
+    assert (
+        "raw aiokafka relay, 3 hops, same payloads: 13804 reports/s (0.0 s); started 2 s "
+        "after the flat-out run" in figures.table(result)
+    )
+
+
 def test_the_reference_work_judges_only_readable_reports() -> None:
     readable = Workload(CATALOG, BENCH_NOW, 7).take(20)
     unreadable = Payload(b"k", b'{"schema": "baocao.report.v1"}', Kind.BAD_TYPE, "x")
