@@ -318,7 +318,8 @@ async def _warm_broker(plan: Plan, namespace: str, payloads: Sequence[Payload]) 
     """One untimed relay pass before anything is timed. A broker just started spends its
     first minutes compiling its hot paths (HotSpot's JIT): measured on a fresh broker, the
     throughput phase cost it 104-111 µs a report, a third to a half of it compiling, against
-    34-52 µs once it had run a while; and the relay, timed last, always met a warm one."""
+    34-52 µs once it had run a while; and the relay, timed after the pipeline, always met a
+    warm one."""
     await _relay_passes(plan, f"{namespace}warm.", payloads, 1)
 
 
