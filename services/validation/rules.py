@@ -506,13 +506,13 @@ def within_bounds(ctx: Context) -> Iterator[Issue]:
 def derived_not_sent(ctx: Context) -> Iterator[Issue]:
     """catalog/README.md: derived indicators are computed after roll-up at every level, so a
     value sent for one would be a figure nobody checks."""
-    if ctx.form is None or ctx.form.derived_codes.isdisjoint(ctx.report.values):
+    if ctx.form is None:
         return
-    indicators = ctx.form.indicators
+    derived = ctx.form.derived_codes
     for code in ctx.report.values:
-        indicator = indicators.get(code)
-        if indicator is not None and indicator.derived is not None:
-            yield issue("E114", field=f"values.{code}", indicator=code, formula=indicator.derived)
+        if code in derived:
+            formula = ctx.form.indicators[code].derived
+            yield issue("E114", field=f"values.{code}", indicator=code, formula=formula)
 
 
 # --- regime rules and revisions ----------------------------------------------------------
